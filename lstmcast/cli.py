@@ -1,0 +1,174 @@
+"""The `lstmcast` command: parse arguments, call the pipeline, map errors to exit codes.
+
+Heavy modules (torch, pandas) are imported inside the commands, so `--help`, `--version`
+and shell completion start as fast as typer itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lstmcast import __version__
+from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, LstmcastError
+
+app = typer.Typer(
+    name="lstmcast",
+    help="Stacked-LSTM time-series forecasting from one YAML file.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": os.environ.get("LSTMCAST_DEBUG", "") not in ("", "0")}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """User errors → one `error:` line and exit 2 (or their own code); bugs → exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except LstmcastError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            raise _fail(f"error: {exc}", exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("error: interrupted", EXIT_SIGINT) from None
+        except Exception as exc:  # a bug in lstmcast, not the user's fault
+            if _state["debug"]:
+                traceback.print_exc()
+                raise _fail(f"error: internal error: {type(exc).__name__}: {exc}", EXIT_BUG) from None
+            raise _fail(
+                f"error: internal error: {type(exc).__name__}: {exc} — rerun with --debug for the traceback and report it",
+                EXIT_BUG,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"lstmcast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also LSTMCAST_DEBUG=1).")] = False,
+) -> None:
+    if debug:
+        _state["debug"] = True
+
+
+def _reporter(quiet: bool) -> Any:
+    from lstmcast.report import Reporter
+
+    return Reporter(quiet=quiet)
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.0005 (repeatable)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+
+
+def _load(config: Path, overrides: list[str] | None, data: Path | None, out: Path | None = None) -> Any:
+    from lstmcast.config import load_config
+
+    # Paths typed on the command line are relative to the working directory.
+    values = {"data.path": data, "output.dir": out}
+    return load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
+
+
+@app.command()
+@handle_errors
+def train(
+    config: ConfigArg,
+    data: Annotated[Path | None, typer.Option(help="CSV to train on (overrides data.path).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (overrides output.dir).")] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a model from CONFIG; write model.pt, config.yaml, metrics.json, history.csv, train.log."""
+    cfg = _load(config, set_, data, out)
+    reporter = _reporter(quiet)
+    try:
+        from lstmcast.pipeline import train as run
+
+        outcome = run(cfg, reporter)
+    finally:
+        reporter.close()
+    print(f"checkpoint written to {outcome.checkpoint}")
+
+
+@app.command()
+@handle_errors
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
+    data: Annotated[Path, typer.Option(help="CSV with at least the last window.lookback rows.", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option(help="Forecast CSV [default: forecast.csv beside the checkpoint].")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Forecast window.horizon steps past the last row of --data; write them as CSV."""
+    reporter = _reporter(quiet)
+    try:
+        from lstmcast.pipeline import predict as run
+
+        outcome = run(checkpoint, data, out, reporter)
+    finally:
+        reporter.close()
+    print(f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}")
+
+
+@app.command()
+@handle_errors
+def validate(
+    config: ConfigArg,
+    data: Annotated[Path | None, typer.Option(help="CSV to check (overrides data.path).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Check CONFIG and its data as train would, without training."""
+    cfg = _load(config, set_, data)
+    reporter = _reporter(quiet=False)
+    from lstmcast.pipeline import validate as run
+
+    summary = run(cfg, reporter)
+    width = max(map(len, summary))
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value}")
+    print("ok")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_SIGINT)

@@ -1,0 +1,390 @@
+"""The typed configuration: frozen dataclasses built from YAML plus `--set` overrides.
+
+Every knob is declared once with `knob(...)`: default, one-line doc, and its valid range
+or choices. Validation, error messages and the README's config reference all read that
+declaration, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lstmcast.errors import ConfigError
+
+
+def knob(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+    path: bool = False,
+) -> Any:
+    """Declare a config key: its default, a one-line description and what values are valid."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "path": path}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val: float = knob(
+        0.15, "fraction of rows, before the test part, used for validation and early stopping", lo=0.0, hi=0.9
+    )
+    test: float = knob(0.15, "fraction of rows at the end held out for the final test metrics", lo=0.0, hi=0.9)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = knob(
+        None, "CSV to train on; relative to this config file's folder (--data overrides)", path=True
+    )
+    timestamp: str | None = knob("timestamp", "column holding each row's time; null numbers the rows 0, 1, 2, …")
+    target: list[str] = knob([], "column, or list of columns, to forecast (required)")
+    features: list[str] = knob([], "extra numeric input columns, observed up to the forecast origin")
+    freq: str = knob("auto", "row frequency as a pandas alias (h, D, MS, 15min, …); auto infers it from the timestamps")
+    missing: str = knob(
+        "interpolate", "what to do with gaps and empty cells", choices=("interpolate", "ffill", "error")
+    )
+    start: str | None = knob(None, "first timestamp to use (inclusive); null starts at the first row")
+    end: str | None = knob(None, "last timestamp to use (inclusive); null ends at the last row")
+    split: SplitConfig = section(SplitConfig, "chronological validation/test fractions")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    lookback: int = knob(168, "past steps the model sees for each forecast", lo=1, hi=1_000_000)
+    horizon: int = knob(24, "future steps forecast at once", lo=1, hi=100_000)
+    stride: int = knob(1, "steps between the starts of consecutive training windows", lo=1, hi=100_000)
+    norm: str = knob(
+        "last",
+        "per-window shift of the targets: by the lookback's last value, its mean, or none",
+        choices=("last", "mean", "none"),
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden_size: int = knob(64, "LSTM hidden (and cell) state size per layer", lo=1, hi=8192)
+    num_layers: int = knob(2, "stacked LSTM layers", lo=1, hi=32)
+    dropout: float = knob(0.1, "dropout between LSTM layers (ignored with one layer)", lo=0.0, hi=0.95)
+    patch: int = knob(
+        1, "consecutive steps fed to the LSTM as one input x_t; must divide window.lookback", lo=1, hi=100_000
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = knob(30, "maximum passes over the training windows", lo=1, hi=1_000_000)
+    batch_size: int = knob(256, "windows per optimiser step", lo=1, hi=10_000_000)
+    lr: float = knob(1e-3, "AdamW learning rate", lo=0.0, lo_open=True, hi=10.0)
+    weight_decay: float = knob(0.0, "AdamW decoupled weight decay", lo=0.0, hi=10.0)
+    loss: str = knob("mse", "training loss on the scaled targets", choices=("mse", "mae", "huber"))
+    patience: int = knob(
+        5, "validations without improvement before stopping early; 0 never stops early", lo=0, hi=1_000_000
+    )
+    val_every: int = knob(0, "optimiser steps between validations; 0 validates once per epoch", lo=0, hi=100_000_000)
+    grad_clip: float = knob(1.0, "clip the global gradient norm to this; 0 turns clipping off", lo=0.0, hi=1e6)
+    seed: int = knob(0, "random seed for initialisation, shuffling and dropout", lo=0, hi=2**32 - 1)
+    device: str = knob("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
+    threads: int = knob(0, "CPU threads for torch; 0 uses every core", lo=0, hi=1024)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = knob("runs", "folder for model.pt, config.yaml, metrics.json, history.csv, train.log", path=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = section(DataConfig, "where the series comes from and how it is cleaned and split")
+    window: WindowConfig = section(WindowConfig, "how the series is cut into training examples")
+    model: ModelConfig = section(ModelConfig, "the stacked LSTM")
+    train: TrainConfig = section(TrainConfig, "the optimisation")
+    output: OutputConfig = section(OutputConfig, "where results are written")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | Path, overrides: typing.Sequence[str] = (), values: typing.Mapping[str, Any] | None = None
+) -> Config:
+    """Read a YAML config, apply `section.key=value` overrides and typed `values`, validate, resolve paths.
+
+    Paths written in the file resolve against the file's folder (cron runs from `/`);
+    paths given in overrides resolve against the working directory, where they were typed.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found — check the path")
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder — give the YAML file inside it")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark, context = exc.problem_mark, exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        opened = f" ({exc.context} at line {context.line + 1})" if context and exc.context else ""
+        raise ConfigError(f"{path}{where}: YAML syntax error: {exc.problem}{opened} — fix the YAML there") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML ({exc}) — is this a config file?") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, window, model, train, output)")
+    _resolve_paths(raw, Config, path.resolve().parent)
+    for item in overrides:
+        apply_override(raw, item)
+    for key, value in (values or {}).items():
+        set_key(raw, key, value)
+    return config_from_dict(raw, source=str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` (value parsed as YAML) to the raw config mapping."""
+    import yaml
+
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r} is not KEY=VALUE — write e.g. --set train.lr=0.001")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    set_key(raw, key, value)
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key in the raw mapping; a relative path value resolves against the working directory."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    spec = _field_at(parts)
+    if spec is not None and spec.metadata.get("path") and isinstance(value, (str, Path)):
+        value = str((Path.cwd() / Path(value).expanduser()).resolve())
+    node[parts[-1]] = value
+
+
+def _field_at(parts: list[str]) -> dataclasses.Field[Any] | None:
+    """The dataclass field a dotted key names, or None (validation reports unknown keys)."""
+    cls: Any = Config
+    spec = None
+    for part in parts:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        by_name = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in by_name:
+            return None
+        spec = by_name[part]
+        cls = typing.get_type_hints(cls)[part]
+    return spec
+
+
+def _resolve_paths(raw: dict[str, Any], cls: type, base: Path) -> None:
+    """Make the relative path knobs in a raw mapping absolute against `base`."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        value = raw.get(f.name)
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
+            _resolve_paths(value, hints[f.name], base)
+        elif f.metadata.get("path") and isinstance(value, str):
+            raw[f.name] = str((base / Path(value).expanduser()).resolve())
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain mapping (YAML or a checkpoint's copy) into a `Config`."""
+    cfg = _build(Config, raw, "")
+    _check_cross_field(cfg, source)
+    return cfg
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "the config"
+        raise ConfigError(f"{where} must be a mapping of keys, got {_show(raw)}")
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in by_name:
+            raise ConfigError(f"unknown key {prefix}{key}{_suggest(str(key), prefix, list(by_name))}")
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, by_name[name].metadata, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _suggest(key: str, prefix: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if close:
+        return f" — did you mean {prefix}{close[0]}?"
+    if not prefix:
+        return f" — valid sections are {', '.join(valid)}"
+    # The key may exist in another section (train.lookback → window.lookback).
+    for sec in dataclasses.fields(Config):
+        names = [f.name for f in dataclasses.fields(typing.get_type_hints(Config)[sec.name])]
+        if key in names:
+            return f" — did you mean {sec.name}.{key}?"
+    return f" — valid keys are {', '.join(prefix + v for v in valid)}"
+
+
+def _coerce(value: Any, tp: Any, meta: typing.Mapping[str, Any], key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, meta, key)
+    if origin is list:
+        (item_tp,) = args
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(v, item_tp, meta, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be a whole number{_range_text(meta)}, got {_show(value)}")
+        _check_range(value, meta, key)
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a number{_range_text(meta)}, got {_show(value)}")
+        _check_range(float(value), meta, key)
+        return float(value)
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # a column named 2024 in the CSV header
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {_show(value)}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = difflib.get_close_matches(value, choices, n=1)
+            more = f" — did you mean {hint[0]}?" if hint else ""
+            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(choices)}{more}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module
+
+
+def _check_range(value: float, meta: typing.Mapping[str, Any], key: str) -> None:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    too_low = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
+    too_high = hi is not None and value > hi
+    if too_low or too_high:
+        raise ConfigError(f"{key} = {value} is out of range — it must be{_range_text(meta)}")
+
+
+def _range_text(meta: typing.Mapping[str, Any]) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    low = f"> {_num(lo)}" if meta.get("lo_open") else f"≥ {_num(lo)}"
+    return f" {low} and ≤ {_num(hi)}" if hi is not None else f" {low}"
+
+
+def _num(x: float | None) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_cross_field(cfg: Config, source: str) -> None:
+    w, m, s = cfg.window, cfg.model, cfg.data.split
+    if w.lookback % m.patch:
+        raise ConfigError(
+            f"window.lookback ({w.lookback}) must be a multiple of model.patch ({m.patch}) — "
+            f"change one of them in {source}"
+        )
+    if s.val + s.test >= 0.95:
+        raise ConfigError(
+            f"data.split.val + data.split.test = {s.val + s.test:g} leaves almost nothing to train on — keep it below 0.95"
+        )
+    cols = list(cfg.data.target) + list(cfg.data.features)
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise ConfigError(f"column {dup[0]!r} appears twice in data.target/data.features — list each column once")
+    if cfg.data.timestamp is not None and cfg.data.timestamp in cols:
+        raise ConfigError(f"data.timestamp column {cfg.data.timestamp!r} cannot also be a target or feature")
+
+
+# ---------------------------------------------------------------------------- reference
+
+
+def reference(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, str, str]]:
+    """(key, type, default, valid values, description) for every knob, in declaration order."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += reference(tp, f"{prefix}{f.name}.")
+            continue
+        meta = f.metadata
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        valid = " \\| ".join(meta["choices"]) if meta.get("choices") else _range_text(meta).strip()
+        type_name = str(tp).replace("typing.", "").replace(" | None", " or null").replace("NoneType", "null")
+        type_name = tp.__name__ if isinstance(tp, type) else type_name
+        rows.append((f"{prefix}{f.name}", type_name, _yaml_scalar(default), valid, meta["doc"]))
+    return rows
+
+
+def reference_markdown() -> str:
+    """The README's config reference table."""
+    lines = ["| key | type | default | valid | what it does |", "|---|---|---|---|---|"]
+    lines += [f"| `{k}` | {t} | `{d}` | {v} | {doc} |" for k, t, d, v, doc in reference()]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def to_yaml(cfg: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)

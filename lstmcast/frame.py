@@ -1,0 +1,340 @@
+"""CSV → validated, regular, gap-filled series as a numpy array; forecast → CSV.
+
+The only module that touches pandas. Every problem with the user's file becomes a
+`DataError` naming the file, column and row (1-based line numbers as an editor shows them,
+the header being line 1).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.tseries import offsets
+from pandas.tseries.frequencies import to_offset
+
+from lstmcast.atomic import atomic_write
+from lstmcast.errors import DataError
+
+_OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+
+
+@dataclass
+class Series:
+    """One validated series: rows on a regular grid, no missing values.
+
+    `values` holds the target columns first, then the feature columns.
+    `index` is a DatetimeIndex, or None when rows are plain steps 0, 1, 2, ….
+    """
+
+    values: np.ndarray  # (rows, columns) float64
+    columns: list[str]
+    n_targets: int
+    index: pd.DatetimeIndex | None
+    freq: str | None
+    filled_rows: int = 0
+    filled_cells: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.values)
+
+    def label(self, row: int) -> str:
+        """How a row is named in messages and checkpoints."""
+        return str(row) if self.index is None else self.index[row].isoformat()
+
+
+def load_series(
+    path: str | Path,
+    *,
+    timestamp: str | None,
+    target: list[str],
+    features: list[str],
+    freq: str = "auto",
+    missing: str = "interpolate",
+    start: str | None = None,
+    end: str | None = None,
+) -> Series:
+    """Read, validate, sort, regularise and gap-fill one series from a CSV."""
+    path = Path(path)
+    value_cols = list(target) + list(features)
+    wanted = ([timestamp] if timestamp else []) + value_cols
+    frame = _read(path, wanted)
+    lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
+
+    values = _numeric(frame, value_cols, lines, path)
+    if timestamp is None:
+        index, step_freq = None, None
+    else:
+        index = _parse_times(frame[timestamp], lines, path, timestamp)
+        order = np.argsort(index.asi8, kind="stable")
+        if not (order == np.arange(len(order))).all():
+            index, values, lines = index[order], values[order], lines[order]
+        _check_duplicates(index, lines, path, timestamp)
+        step_freq = _resolve_freq(index, freq, path, timestamp)
+        keep = _in_range(index, start, end, path)
+        if keep is not None:
+            index, values, lines = index[keep], values[keep], lines[keep]
+        if len(index) == 0:
+            raise DataError(f"{path}: no rows between data.start and data.end — widen the range")
+
+    filled_rows = 0
+    if index is not None and len(index) > 1:
+        full = pd.date_range(index[0], index[-1], freq=step_freq)
+        if len(full) != len(index):
+            positions = full.get_indexer(index)
+            if (positions < 0).any():
+                bad = int(np.flatnonzero(positions < 0)[0])
+                raise DataError(
+                    f"{path}: line {lines[bad]}: timestamp {index[bad]} is off the {step_freq} grid — "
+                    "fix the time or set data.freq to the data's true frequency"
+                )
+            if missing == "error":
+                gap = full[np.setdiff1d(np.arange(len(full)), positions)[0]]
+                raise DataError(
+                    f"{path}: no row for {gap} (a gap in the {step_freq} series) — add it, "
+                    "or set data.missing to interpolate or ffill"
+                )
+            grown = np.full((len(full), values.shape[1]), np.nan)
+            grown[positions] = values
+            filled_rows = len(full) - len(index)
+            values, index = grown, full
+
+    values, filled_cells = _fill(values, value_cols, missing, path, lines)
+    return Series(
+        values=values,
+        columns=value_cols,
+        n_targets=len(target),
+        index=index,
+        freq=step_freq,
+        filled_rows=filled_rows,
+        filled_cells=filled_cells - filled_rows * len(value_cols),
+    )
+
+
+def _read(path: Path, wanted: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(
+            f"data file {path} not found — check the path (relative paths in a config resolve against its folder)"
+        )
+    if path.is_dir():
+        raise DataError(f"data path {path} is a folder — give the CSV file inside it")
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty — it needs a header line and data rows") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text — is it a CSV file?") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
+    found = [str(c) for c in header.columns]
+    absent = [c for c in wanted if c not in found]
+    if absent:
+        hint = ""
+        if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
+            hint = " — the file seems not to be comma-separated; save it with commas"
+        raise DataError(
+            f"{path}: column {absent[0]!r} not found; columns are {', '.join(map(repr, found))}{hint or ' — fix the config or the file'}"
+        )
+    try:
+        frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text — is it a CSV file?") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(
+            f"{path}: malformed CSV ({_first_line(exc)}) — check quoting and the number of fields per line"
+        ) from None
+    if frame.empty:
+        raise DataError(f"{path} has a header but no data rows — it needs at least one row")
+    return frame
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str], lines: np.ndarray, path: Path) -> np.ndarray:
+    out = np.empty((len(frame), len(columns)))
+    for j, col in enumerate(columns):
+        text = frame[col]
+        nums = pd.to_numeric(text, errors="coerce")
+        bad = nums.isna().to_numpy() & text.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}: line {lines[row]}, column {col!r}: {text.iloc[row]!r} is not a number — "
+                "fix the value or leave the cell empty to treat it as missing"
+            )
+        out[:, j] = nums.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isinf(out[:, j]).any():
+            row = int(np.flatnonzero(np.isinf(out[:, j]))[0])
+            raise DataError(f"{path}: line {lines[row]}, column {col!r}: infinite value — replace it")
+        if np.isnan(out[:, j]).all():
+            raise DataError(f"{path}: column {col!r} has no numeric values — check the column or the file")
+    return out
+
+
+def _parse_times(text: pd.Series, lines: np.ndarray, path: Path, col: str) -> pd.DatetimeIndex:
+    if text.isna().any():
+        row = int(np.flatnonzero(text.isna().to_numpy())[0])
+        raise DataError(f"{path}: line {lines[row]}: empty timestamp in column {col!r} — fill it or drop the row")
+    if pd.to_numeric(text, errors="coerce").notna().all():
+        raise DataError(
+            f"{path}: column {col!r} holds numbers, not times — write ISO times (2024-01-31 13:00) "
+            "or set data.timestamp: null to number the rows"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pd.DatetimeIndex(pd.to_datetime(text))
+    except (ValueError, TypeError, OverflowError) as exc:
+        has_offset = text.str.contains(_OFFSET_SUFFIX)
+        if "Mixed timezones" in str(exc) or (has_offset.any() and not has_offset.all()):
+            raise DataError(
+                f"{path}: column {col!r} mixes time zones or UTC offsets (e.g. daylight saving, or some times "
+                "without an offset) — write every time in UTC or with one fixed offset"
+            ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = parsed.isna().to_numpy()
+    row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+    raise DataError(
+        f"{path}: line {lines[row]}: cannot parse {text.iloc[row]!r} in column {col!r} as a time — "
+        "write all times in one format, e.g. 2024-01-31 13:00"
+    )
+
+
+def _check_duplicates(index: pd.DatetimeIndex, lines: np.ndarray, path: Path, col: str) -> None:
+    dup = index.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(index == index[row])[0])
+        raise DataError(
+            f"{path}: duplicate timestamp {index[row]} in column {col!r} (lines {lines[first]} and {lines[row]}) — "
+            "keep one row per time"
+        )
+
+
+def _in_range(index: pd.DatetimeIndex, start: str | None, end: str | None, path: Path) -> np.ndarray | None:
+    if start is None and end is None:
+        return None
+    keep = np.ones(len(index), dtype=bool)
+    for name, bound, cmp in (("start", start, np.greater_equal), ("end", end, np.less_equal)):
+        if bound is None:
+            continue
+        try:
+            stamp = pd.Timestamp(bound)
+        except ValueError:
+            raise DataError(f"data.{name} = {bound!r} is not a time — write e.g. 2024-01-31 13:00") from None
+        if index.tz is not None and stamp.tz is None:
+            stamp = stamp.tz_localize(index.tz)
+        elif index.tz is None and stamp.tz is not None:
+            raise DataError(
+                f"data.{name} = {bound!r} has a time zone but the times in {path} have none — drop the offset"
+            )
+        keep &= cmp(index, stamp)
+    return keep
+
+
+def _resolve_freq(index: pd.DatetimeIndex, freq: str, path: Path, col: str) -> str:
+    if freq != "auto":
+        try:
+            return to_offset(freq).freqstr
+        except ValueError:
+            raise DataError(f"data.freq = {freq!r} is not a pandas frequency — use e.g. h, 15min, D, W, MS") from None
+    if len(index) < 3:
+        raise DataError(f"{path}: {len(index)} rows are too few to infer the frequency — set data.freq")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inferred = pd.infer_freq(index)
+    if inferred is not None:
+        return to_offset(inferred).freqstr
+    # Gaps defeat infer_freq; the most common spacing is the grid if every time lies on it.
+    diffs = np.diff(index.asi8)
+    values, counts = np.unique(diffs, return_counts=True)
+    step = pd.Timedelta(int(values[np.argmax(counts)]), unit=index.unit)
+    candidate = to_offset(step)
+    if (diffs % int(values[np.argmax(counts)]) == 0).all():
+        return candidate.freqstr
+    raise DataError(
+        f"{path}: the times in column {col!r} are irregular (most are {step} apart, but not all are multiples of it) — "
+        "set data.freq (e.g. h, D, MS) and fix the off-grid rows"
+    )
+
+
+def _fill(
+    values: np.ndarray, columns: list[str], missing: str, path: Path, lines: np.ndarray
+) -> tuple[np.ndarray, int]:
+    holes = np.isnan(values)
+    count = int(holes.sum())
+    if not count:
+        return values, 0
+    if missing == "error":
+        row, col = map(int, np.argwhere(holes)[0])
+        where = f"line {lines[row]}" if row < len(lines) and len(lines) == len(values) else f"row {row + 1}"
+        raise DataError(
+            f"{path}: {where}, column {columns[col]!r} is empty — fill it or set data.missing to interpolate or ffill"
+        )
+    frame = pd.DataFrame(values)
+    if missing == "interpolate":
+        frame = frame.interpolate(method="linear", limit_direction="both")
+    else:
+        frame = frame.ffill().bfill()
+    return frame.to_numpy(dtype=np.float64), count
+
+
+# ---------------------------------------------------------------------------- time
+
+
+def future_labels(series: Series, horizon: int) -> pd.Index:
+    """The `horizon` timestamps (or step numbers) that follow the series' last row."""
+    if series.index is None:
+        return pd.RangeIndex(series.rows, series.rows + horizon)
+    return pd.date_range(series.index[-1], periods=horizon + 1, freq=series.freq)[1:]
+
+
+def season_length(freq: str | None) -> int:
+    """The seasonal period the naive baseline uses: a day of sub-daily data, a week of days, a year of months."""
+    if freq is None:
+        return 1
+    offset = to_offset(freq)
+    day = pd.Timedelta(days=1).value
+    if isinstance(offset, offsets.Day):
+        return 7 if offset.n == 1 else 1
+    if isinstance(offset, offsets.Tick):
+        return day // offset.nanos if offset.nanos < day and day % offset.nanos == 0 else 1
+    if isinstance(offset, offsets.BusinessDay):
+        return 5
+    if isinstance(offset, offsets.Week):
+        return 52
+    if isinstance(offset, (offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin, offsets.BusinessMonthEnd)):
+        return 12 // offset.n if 12 % offset.n == 0 else 1
+    if isinstance(offset, (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd)):
+        return 4
+    return 1
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def write_forecast(path: str | Path, labels: pd.Index, columns: list[str], values: np.ndarray, label_name: str) -> None:
+    """Write a forecast CSV atomically: a label column, then one column per target."""
+    frame = pd.DataFrame(values, columns=columns)
+    frame.insert(0, label_name, labels)
+    write_frame(path, frame)
+
+
+def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
+    atomic_write(
+        Path(path), lambda f: frame.to_csv(f, index=False, lineterminator="\n", float_format="%.8g"), text=True
+    )
+
+
+def describe_range(series: Series) -> tuple[Any, Any]:
+    return series.label(0), series.label(series.rows - 1)

@@ -1,0 +1,73 @@
+"""Chronological train/validation/test split and the forecast origins each part owns.
+
+An origin is the index of a window's first forecast row: the window reads rows
+[origin - lookback, origin) and forecasts rows [origin, origin + horizon). A validation or
+test origin may read its lookback from earlier parts (standard practice), but its forecast
+rows lie entirely inside its own part, so no target is ever seen in two parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmcast.errors import DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    train: int  # rows [0, train)
+    val: int  # rows [train, train + val)
+    test: int  # rows [train + val, train + val + test)
+
+    @property
+    def rows(self) -> int:
+        return self.train + self.val + self.test
+
+
+def split_rows(rows: int, val: float, test: float) -> Split:
+    n_val, n_test = _part(rows, val), _part(rows, test)
+    return Split(rows - n_val - n_test, n_val, n_test)
+
+
+def _part(rows: int, fraction: float) -> int:
+    return int(np.floor(rows * fraction + 0.5))
+
+
+def rows_needed(lookback: int, horizon: int, val: float, test: float) -> int:
+    """The fewest rows for which every non-empty part holds at least one window."""
+    rows = lookback + horizon
+    while not _fits(split_rows(rows, val, test), lookback, horizon, val, test):
+        rows += 1
+    return rows
+
+
+def _fits(split: Split, lookback: int, horizon: int, val: float, test: float) -> bool:
+    return (
+        split.train >= lookback + horizon
+        and (val == 0 or split.val >= horizon)
+        and (test == 0 or split.test >= horizon)
+    )
+
+
+def check_length(rows: int, lookback: int, horizon: int, val: float, test: float, what: str) -> Split:
+    split = split_rows(rows, val, test)
+    if not _fits(split, lookback, horizon, val, test):
+        need = rows_needed(lookback, horizon, val, test)
+        raise DataError(
+            f"{what} has {rows} rows, but lookback {lookback} + horizon {horizon} with validation {val:g} "
+            f"and test {test:g} fractions needs at least {need} — supply more rows, or shorten "
+            "window.lookback / window.horizon or the split fractions"
+        )
+    return split
+
+
+def origins(split: Split, lookback: int, horizon: int, stride: int = 1) -> dict[str, np.ndarray]:
+    """Forecast origins of each part; training origins are thinned by `stride`."""
+    train_end, val_end = split.train, split.train + split.val
+    return {
+        "train": np.arange(lookback, train_end - horizon + 1, stride),
+        "val": np.arange(train_end, val_end - horizon + 1) if split.val else np.arange(0),
+        "test": np.arange(val_end, split.rows - horizon + 1) if split.test else np.arange(0),
+    }

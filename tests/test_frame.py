@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmcast.errors import DataError
+from lstmcast.frame import future_labels, load_series, season_length
+
+
+def csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    return path
+
+
+def load(path: Path, **kw):
+    args = {"timestamp": "t", "target": ["y"], "features": []}
+    args.update(kw)
+    return load_series(path, **args)
+
+
+def error_of(path: Path, **kw) -> str:
+    with pytest.raises(DataError) as exc:
+        load(path, **kw)
+    return str(exc.value)
+
+
+HOURLY = "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:00,3\n2024-01-01 03:00,4\n"
+
+
+def test_gaps_are_filled_by_interpolation_and_counted(tmp_path):
+    path = csv(
+        tmp_path,
+        "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 04:00,5\n2024-01-01 05:00,\n2024-01-01 06:00,7\n",
+    )
+    series = load(path)
+    assert series.freq == "h"
+    assert series.values[:, 0].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert (series.filled_rows, series.filled_cells) == (2, 1)
+
+
+def test_ffill_repeats_the_last_value(tmp_path):
+    path = csv(tmp_path, "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 03:00,5\n2024-01-01 04:00,6\n")
+    assert load(path, missing="ffill").values[:, 0].tolist() == [1, 2, 2, 5, 6]
+
+
+def test_missing_error_names_the_gap(tmp_path):
+    path = csv(tmp_path, "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 03:00,5\n2024-01-01 04:00,6\n")
+    assert "2024-01-01 02:00:00" in error_of(path, missing="error")
+
+
+def test_rows_are_sorted_by_time(tmp_path):
+    path = csv(tmp_path, "t,y\n2024-01-01 02:00,3\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 03:00,4\n")
+    series = load(path)
+    assert series.values[:, 0].tolist() == [1, 2, 3, 4]
+    assert series.index[0] == pd.Timestamp("2024-01-01 00:00")
+
+
+def test_duplicate_timestamp_names_the_first_duplicate_and_lines(tmp_path):
+    path = csv(tmp_path, HOURLY + "2024-01-01 02:00,9\n")
+    message = error_of(path)
+    assert "duplicate timestamp 2024-01-01 02:00:00" in message and "lines 4 and 6" in message
+
+
+def test_non_numeric_value_names_column_and_line(tmp_path):
+    path = csv(tmp_path, "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,oops\n2024-01-01 02:00,3\n")
+    message = error_of(path)
+    assert "line 3" in message and "'y'" in message and "'oops'" in message
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    message = error_of(csv(tmp_path, HOURLY), target=["load"])
+    assert "'load' not found" in message and "'t', 'y'" in message
+
+
+def test_semicolon_file_gets_a_delimiter_hint(tmp_path):
+    assert "comma-separated" in error_of(csv(tmp_path, HOURLY.replace(",", ";")))
+
+
+def test_unparseable_timestamp_names_the_line(tmp_path):
+    message = error_of(csv(tmp_path, HOURLY + "yesterday,5\n"))
+    assert "line 6" in message and "'yesterday'" in message
+
+
+def test_mixed_time_zones_are_refused(tmp_path):
+    text = "t,y\n2024-01-01 00:00+00:00,1\n2024-01-01 01:00+01:00,2\n2024-01-01 02:00+00:00,3\n"
+    assert "time zones" in error_of(csv(tmp_path, text))
+
+
+def test_empty_and_header_only_files(tmp_path):
+    assert "is empty" in error_of(csv(tmp_path, ""))
+    assert "no data rows" in error_of(csv(tmp_path, "t,y\n"))
+
+
+def test_irregular_times_without_freq_are_refused(tmp_path):
+    text = "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:00,3\n2024-01-01 02:37,4\n"
+    assert "irregular" in error_of(csv(tmp_path, text))
+
+
+def test_no_timestamp_column_numbers_the_rows(tmp_path):
+    series = load(csv(tmp_path, "x,y\n0,1\n0,2\n0,\n0,4\n"), timestamp=None)
+    assert series.index is None and series.freq is None
+    assert series.values[:, 0].tolist() == [1, 2, 3, 4]
+    assert list(future_labels(series, 2)) == [series.rows, series.rows + 1]
+
+
+def test_start_and_end_select_rows_inclusively(tmp_path):
+    series = load(csv(tmp_path, HOURLY), start="2024-01-01 01:00", end="2024-01-01 02:00")
+    assert series.values[:, 0].tolist() == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("freq", "expected"),
+    [
+        ("h", ["2024-03-01 03:00", "2024-03-01 04:00", "2024-03-01 05:00"]),
+        ("D", ["2024-03-04", "2024-03-05", "2024-03-06"]),
+        ("MS", ["2024-06-01", "2024-07-01", "2024-08-01"]),
+    ],
+)
+def test_forecast_timestamps_continue_the_series_at_its_frequency(tmp_path, freq, expected):
+    stamps = pd.date_range("2024-03-01", periods=3, freq=freq)
+    text = "t,y\n" + "".join(f"{s},{i}\n" for i, s in enumerate(stamps))
+    series = load(csv(tmp_path, text))
+    assert series.freq == freq
+    assert list(future_labels(series, 3)) == list(pd.DatetimeIndex(expected))
+
+
+def test_season_length_follows_the_frequency():
+    assert [season_length(f) for f in ("h", "15min", "D", "W-SUN", "MS", "QS-OCT", None)] == [24, 96, 7, 52, 12, 4, 1]
+
+
+def test_values_are_float64_targets_first(tmp_path):
+    series = load(csv(tmp_path, "t,x,y\n2024-01-01,5,1\n2024-01-02,6,2\n2024-01-03,7,3\n"), features=["x"])
+    assert series.columns == ["y", "x"] and series.values.dtype == np.float64
+    assert series.values[0].tolist() == [1, 5]

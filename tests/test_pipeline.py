@@ -1,0 +1,99 @@
+"""Split, scaling, windows and model: the structural facts the pipeline relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lstmcast import checkpoint, scaling
+from lstmcast.errors import DataError
+from lstmcast.model import StackedLSTM
+from lstmcast.split import check_length, origins, split_rows
+from lstmcast.windows import gather, window_view
+
+from .conftest import cli, sine_csv
+
+
+def test_windows_are_views_of_the_series():
+    series = torch.arange(200 * 3, dtype=torch.float32).reshape(200, 3)
+    windows = window_view(series, 60)
+    assert windows.shape == (141, 3, 60)
+    assert windows.untyped_storage().data_ptr() == series.untyped_storage().data_ptr()
+    x, y = gather(windows, torch.tensor([0, 17]), lookback=48, n_targets=1)
+    assert torch.equal(x[1], series[17:65]) and torch.equal(y[1, :, 0], series[65:77, 0])
+
+
+def test_split_origins_keep_each_forecast_inside_its_part():
+    split = split_rows(1000, 0.15, 0.15)
+    assert (split.train, split.val, split.test) == (700, 150, 150)
+    parts = origins(split, lookback=48, horizon=12, stride=5)
+    bounds = {"train": (0, 700), "val": (700, 850), "test": (850, 1000)}
+    for name, (lo, hi) in bounds.items():
+        t = parts[name]
+        assert len(t) and t.min() >= max(lo, 48) and t.max() + 12 <= hi, name
+    assert np.all(np.diff(parts["train"]) == 5) and np.all(np.diff(parts["val"]) == 1)
+
+
+def test_too_short_series_says_how_many_rows_are_needed():
+    with pytest.raises(DataError, match=r"has 80 rows.*needs at least \d+") as exc:
+        check_length(80, 48, 12, 0.15, 0.15, "x.csv")
+    needed = int(str(exc.value).split("at least ")[1].split()[0])
+    check_length(needed, 48, 12, 0.15, 0.15, "x.csv")  # exactly enough is enough
+    with pytest.raises(DataError):
+        check_length(needed - 1, 48, 12, 0.15, 0.15, "x.csv")
+
+
+def test_scaler_inverts_and_survives_constant_columns():
+    values = np.column_stack([np.linspace(0, 10, 50), np.full(50, 3.0)])
+    state = scaling.fit(values)
+    scaled = scaling.transform(values, state)
+    assert abs(scaled[:, 0].mean()) < 1e-6 and np.allclose(scaled[:, 1], 0)
+    assert np.allclose(scaling.inverse(scaled, state), values, atol=1e-5)
+
+
+@pytest.mark.parametrize(("patch", "norm"), [(1, "last"), (6, "mean"), (12, "none")])
+def test_model_maps_lookback_to_horizon(patch, norm):
+    model = StackedLSTM(
+        n_inputs=3, n_targets=2, lookback=24, horizon=5, hidden_size=8, num_layers=2, patch=patch, norm=norm
+    )
+    assert model(torch.randn(4, 24, 3)).shape == (4, 5, 2)
+
+
+def test_last_value_norm_makes_forecasts_shift_with_the_level():
+    torch.manual_seed(0)
+    model = StackedLSTM(n_inputs=2, n_targets=1, lookback=24, horizon=6, hidden_size=8, patch=4, norm="last").eval()
+    x = torch.randn(3, 24, 2)
+    lifted = x.clone()
+    lifted[..., 0] += 5.0  # only the target moves
+    assert torch.allclose(model(lifted), model(x) + 5.0, atol=1e-5)
+
+
+def test_scaler_is_fitted_on_training_rows_only(project):
+    """Changing values in the test part of the data must not change the stored scaler."""
+    import pandas as pd
+
+    first = cli("train", project / "config.yaml", "--quiet", "--set", "train.epochs=1")
+    assert first.code == 0, first.stderr
+    before = checkpoint.load(project / "run" / "model.pt")["scaler"]
+    frame = pd.read_csv(project / "series.csv")
+    frame.loc[len(frame) - 20 :, "load"] += 1000.0  # the last rows are test rows
+    frame.to_csv(project / "series.csv", index=False)
+    second = cli("train", project / "config.yaml", "--quiet", "--set", "train.epochs=1")
+    assert second.code == 0, second.stderr
+    after = checkpoint.load(project / "run" / "model.pt")
+    assert after["scaler"] == before
+    assert after["metrics"]["test_mae"] > 100  # the change did reach the test part
+
+
+def test_training_windows_come_from_training_rows(tmp_path):
+    """A spike in the validation part must not leak into the scaler or training windows."""
+    from lstmcast.config import load_config
+    from lstmcast.pipeline import prepare
+    from lstmcast.report import Reporter
+
+    sine_csv(tmp_path / "s.csv", rows=400)
+    (tmp_path / "c.yaml").write_text("data: {path: s.csv, target: load}\nwindow: {lookback: 24, horizon: 6}\n")
+    prep = prepare(load_config(tmp_path / "c.yaml"), Reporter(quiet=True))
+    parts = origins(prep.split, 24, 6)
+    assert parts["train"].max() + 6 <= prep.split.train
