@@ -7,6 +7,7 @@ import errno
 import os
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +46,27 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, text: bool =
         _discard(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def render_path(template: str | Path, **fields: Any) -> Path:
+    """Fill `{run_date:%Y-%m-%d}`-style placeholders in an output path.
+
+    `run_date` (now, local time) is always available; callers add others (predict adds `origin`,
+    the first forecast timestamp).
+    """
+    text = str(template)
+    if "{" not in text:
+        return Path(text)
+    fields.setdefault("run_date", datetime.now().astimezone())
+    try:
+        return Path(text.format(**fields))
+    except KeyError as exc:
+        names = ", ".join("{" + k + ":…}" for k in fields)
+        raise OutputError(f"unknown placeholder {{{exc.args[0]}}} in output path {text!r} — use {names}") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise OutputError(
+            f"cannot fill output path {text!r}: {exc} — write placeholders like {{run_date:%Y-%m-%d}}"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _fail(message: str, code: int) -> typer.Exit:
     sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
+    print(" ".join(message.split()), file=sys.stderr, flush=True)  # one line, whatever a library said
     return typer.Exit(code)
 
 
@@ -52,10 +53,12 @@ def handle_errors(command: F) -> F:
         except LstmcastError as exc:
             if _state["debug"]:
                 traceback.print_exc()
+            _json_error(command.__name__, kwargs, " ".join(str(exc).split()), exc.exit_code)
             raise _fail(f"error: {exc}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise _fail("error: interrupted", EXIT_SIGINT) from None
         except Exception as exc:  # a bug in lstmcast, not the user's fault
+            _json_error(command.__name__, kwargs, f"internal error: {type(exc).__name__}: {exc}", EXIT_BUG)
             if _state["debug"]:
                 traceback.print_exc()
                 raise _fail(f"error: internal error: {type(exc).__name__}: {exc}", EXIT_BUG) from None
@@ -65,6 +68,14 @@ def handle_errors(command: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json_error(command: str, kwargs: dict[str, Any], message: str, code: int) -> None:
+    """With --json, a failed run still ends with one summary line on stdout."""
+    if kwargs.get("json_output"):
+        import json
+
+        print(json.dumps({"status": "error", "command": command, "exit_code": code, "error": message}), flush=True)
 
 
 def _show_version(value: bool) -> None:
@@ -84,10 +95,15 @@ def main_options(
         _state["debug"] = True
 
 
-def _reporter(quiet: bool) -> Any:
+def _reporter(quiet: bool, log_file: Path | None = None) -> Any:
+    from lstmcast.atomic import ensure_dir
     from lstmcast.report import Reporter
 
-    return Reporter(quiet=quiet)
+    reporter = Reporter(quiet=quiet)
+    if log_file is not None:
+        ensure_dir(log_file.parent)
+        reporter.attach_log(log_file)
+    return reporter
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
@@ -96,14 +112,25 @@ SetOpt = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+LogOpt = Annotated[Path | None, typer.Option("--log-file", help="Append the log lines (timestamped) to this file too.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary line on stdout at the end (status, outputs, metrics).")
+]
 
 
 def _load(config: Path, overrides: list[str] | None, data: Path | None, out: Path | None = None) -> Any:
+    from lstmcast.atomic import render_path
     from lstmcast.config import load_config
 
     # Paths typed on the command line are relative to the working directory.
-    values = {"data.path": data, "output.dir": out}
+    values = {"data.path": data, "output.dir": render_path(out) if out is not None else None}
     return load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
+
+
+def _emit_json(summary: dict[str, Any]) -> None:
+    import json
+
+    print(json.dumps(summary, default=str), flush=True)
 
 
 @app.command()
@@ -111,20 +138,47 @@ def _load(config: Path, overrides: list[str] | None, data: Path | None, out: Pat
 def train(
     config: ConfigArg,
     data: Annotated[Path | None, typer.Option(help="CSV to train on (overrides data.path).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (overrides output.dir).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (overrides output.dir); may hold {run_date:%Y-%m-%d}.")
+    ] = None,
     set_: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in the output folder.")
+    ] = False,
+    init_from: Annotated[
+        Path | None, typer.Option("--init-from", help="Start from this checkpoint's weights (same architecture).")
+    ] = None,
+    refit_scaler: Annotated[
+        bool,
+        typer.Option("--refit-scaler", help="With --init-from: fit the scaler on the new data instead of keeping it."),
+    ] = False,
+    wait: Annotated[
+        float | None, typer.Option(help="Wait up to this many seconds for another run to release the output folder.")
+    ] = None,
     quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Train a model from CONFIG; write model.pt, config.yaml, metrics.json, history.csv, train.log."""
+    started = time.perf_counter()
     cfg = _load(config, set_, data, out)
-    reporter = _reporter(quiet)
+    reporter = _reporter(quiet, log_file)
     try:
+        from lstmcast.pipeline import TrainOptions
         from lstmcast.pipeline import train as run
 
-        outcome = run(cfg, reporter)
+        options = TrainOptions(resume=resume, init_from=init_from, refit_scaler=refit_scaler, wait=wait)
+        outcome = run(cfg, reporter, options)
     finally:
         reporter.close()
-    print(f"checkpoint written to {outcome.checkpoint}")
+    if json_output:
+        folder = outcome.out_dir
+        outputs = {
+            name: str(folder / name) for name in ("model.pt", "config.yaml", "metrics.json", "history.csv", "train.log")
+        }
+        _emit_json(_summary("train", started, outputs=outputs, metrics=outcome.metrics))
+    else:
+        print(f"checkpoint written to {outcome.checkpoint}")
 
 
 @app.command()
@@ -133,19 +187,40 @@ def predict(
     checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
     data: Annotated[Path, typer.Option(help="CSV with at least the last window.lookback rows.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option(help="Forecast CSV [default: forecast.csv beside the checkpoint].")
+        Path | None,
+        typer.Option(
+            help="Forecast CSV [default: forecast.csv beside the checkpoint]; may hold {origin:%Y-%m-%d} "
+            "(the first forecast time) and {run_date:%Y-%m-%d}."
+        ),
     ] = None,
     quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Forecast window.horizon steps past the last row of --data; write them as CSV."""
-    reporter = _reporter(quiet)
+    started = time.perf_counter()
+    reporter = _reporter(quiet, log_file)
     try:
         from lstmcast.pipeline import predict as run
 
         outcome = run(checkpoint, data, out, reporter)
+        reporter.record(
+            f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}"
+        )
     finally:
         reporter.close()
-    print(f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}")
+    if json_output:
+        _emit_json(
+            _summary(
+                "predict", started, outputs={"forecast": str(outcome.path)}, rows=outcome.rows, first=outcome.first
+            )
+        )
+    else:
+        print(f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}")
+
+
+def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:
+    return {"status": "ok", "command": command, **fields, "seconds": round(time.perf_counter() - started, 3)}
 
 
 @app.command()

@@ -37,3 +37,17 @@ class OutputError(LstmcastError):
 
 class TrainingDiverged(LstmcastError):
     """The loss became NaN or infinite."""
+
+
+class LockedError(LstmcastError):
+    """Another lstmcast run holds the output folder."""
+
+    exit_code = EXIT_LOCKED
+
+
+class Interrupted(LstmcastError):
+    """SIGINT/SIGTERM during training; a resumable state was written."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

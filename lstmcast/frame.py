@@ -330,11 +330,11 @@ def write_forecast(path: str | Path, labels: pd.Index, columns: list[str], value
     write_frame(path, frame)
 
 
+def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
 def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
     atomic_write(
         Path(path), lambda f: frame.to_csv(f, index=False, lineterminator="\n", float_format="%.8g"), text=True
     )
-
-
-def describe_range(series: Series) -> tuple[Any, Any]:
-    return series.label(0), series.label(series.rows - 1)

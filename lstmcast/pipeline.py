@@ -6,10 +6,15 @@ what it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,14 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import checkpoint, frame, metrics, scaling
-from lstmcast.atomic import ensure_dir, write_text
+from lstmcast import checkpoint, frame, lock, metrics, scaling
+from lstmcast.atomic import ensure_dir, render_path, write_text
 from lstmcast.config import Config, TrainConfig, config_from_dict, to_yaml
-from lstmcast.errors import CheckpointError, ConfigError, DataError, OutputError
+from lstmcast.errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
 from lstmcast.model import StackedLSTM, build, parameter_count
 from lstmcast.report import Reporter
 from lstmcast.split import Split, check_length, origins
-from lstmcast.train import LOSSES, fit, loss_on, predict_windows
+from lstmcast.train import LOSSES, Stopped, Trainer, loss_on, predict_windows
 from lstmcast.windows import window_view
 
 
@@ -97,20 +102,56 @@ def _use_threads(train: TrainConfig) -> None:
 # ---------------------------------------------------------------------------- train
 
 
-def train(cfg: Config, reporter: Reporter) -> TrainOutcome:
+@dataclass(frozen=True)
+class TrainOptions:
+    """Command-line choices that are about this run, not the model (so not in the config)."""
+
+    resume: bool = False
+    init_from: Path | None = None
+    refit_scaler: bool = False
+    wait: float | None = None
+
+
+def train(cfg: Config, reporter: Reporter, options: TrainOptions = TrainOptions()) -> TrainOutcome:
     out_dir = Path(cfg.output.dir)
     ensure_dir(out_dir)
     if not os.access(out_dir, os.W_OK):
         raise OutputError(f"output folder {out_dir} is not writable — choose another with --out or output.dir")
-    reporter.attach_log(out_dir / "train.log")
+    with lock.hold(out_dir, options.wait):
+        _remove_stray_temporaries(out_dir)
+        reporter.attach_log(out_dir / "train.log")
+        return _train_locked(cfg, reporter, options, out_dir)
+
+
+TRAIN_OUTPUTS = ("model.pt", "state.pt", "config.yaml", "metrics.json", "history.csv")
+
+
+def _remove_stray_temporaries(out_dir: Path) -> None:
+    """Temporary files of a run killed mid-write (`kill -9`); safe to delete while holding the lock."""
+    for name in TRAIN_OUTPUTS:
+        for stray in out_dir.glob(f".{name}.*.tmp"):
+            stray.unlink(missing_ok=True)
+
+
+def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_dir: Path) -> TrainOutcome:
     started = time.perf_counter()
+    state_path = out_dir / "state.pt"
+    resume_state = checkpoint.load_state(state_path) if options.resume else None
+    init = checkpoint.load(options.init_from) if options.init_from else None
 
     prep = prepare(cfg, reporter)
     series, split = prep.series, prep.split
     if series.freq is not None:  # the resolved config records the frequency actually used
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, freq=series.freq))
     w, m, t = cfg.window, cfg.model, cfg.train
-    scaler = scaling.fit(series.values[: split.train])
+    fingerprint = hashlib.sha256(series.values.tobytes()).hexdigest()[:16]
+    if resume_state is not None:
+        _check_resumable(resume_state, cfg, fingerprint, state_path)
+        scaler = resume_state["scaler"]
+    elif init is not None and not options.refit_scaler:
+        scaler = init["scaler"]
+    else:
+        scaler = scaling.fit(series.values[: split.train])
     device = _device(t.device)
     _use_threads(t)
 
@@ -137,17 +178,39 @@ def train(cfg: Config, reporter: Reporter) -> TrainOutcome:
         norm=w.norm,
     )
     model = StackedLSTM(**model_args).to(device)
-    with reporter.training(t.epochs):
-        result = fit(
-            model,
-            windows,
-            starts["train"],
-            starts["val"],
-            lookback=w.lookback,
-            n_targets=series.n_targets,
-            cfg=t,
-            progress=reporter,
+    if init is not None:
+        _warm_start(model, model_args, init, cfg, Path(options.init_from or ""))
+    trainer = Trainer(
+        model,
+        windows,
+        starts["train"],
+        starts["val"],
+        lookback=w.lookback,
+        n_targets=series.n_targets,
+        cfg=t,
+        progress=reporter,
+    )
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state["trainer"])
+        reporter.info(f"resuming from {state_path}: epoch {trainer.epoch}, step {trainer.step}")
+
+    def save_state(tr: Trainer) -> None:
+        checkpoint.save_state(
+            state_path,
+            {"config": cfg.to_dict(), "scaler": scaler, "data_fingerprint": fingerprint, "trainer": tr.state_dict()},
         )
+
+    with reporter.training(t.epochs), _stop_on_signals(trainer):
+        try:
+            result = trainer.run(on_epoch_end=save_state)
+        except Stopped as stop:
+            save_state(trainer)
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(
+                f"interrupted by {name} in epoch {stop.epoch} after step {stop.step}; resumable state written to "
+                f"{state_path} — continue with: lstmcast train CONFIG --resume (same config and data)",
+                128 + stop.signum,
+            ) from None
 
     scores = _score(model, windows, starts, parts, series, scaler, cfg)
     scores.update(
@@ -162,20 +225,8 @@ def train(cfg: Config, reporter: Reporter) -> TrainOutcome:
 
     write_text(out_dir / "config.yaml", to_yaml(cfg))
     write_text(out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
-    history = [
-        {
-            "epoch": p.epoch,
-            "step": p.step,
-            "train_loss": p.train_loss,
-            "val_loss": p.val_loss,
-            "best_epoch": p.best_epoch,
-            "seconds": round(p.seconds, 3),
-        }
-        for p in result.history
-    ]
-    import pandas as pd
-
-    frame.write_frame(out_dir / "history.csv", pd.DataFrame(history))
+    history = [dataclasses.asdict(p) for p in result.history]
+    frame.write_frame(out_dir / "history.csv", frame.table(history))
     ckpt_path = out_dir / "model.pt"
     first, last = series.label(0), series.label(series.rows - 1)
     checkpoint.save(
@@ -198,11 +249,75 @@ def train(cfg: Config, reporter: Reporter) -> TrainOutcome:
             "metrics": scores,
         },
     )
+    state_path.unlink(missing_ok=True)  # finished: nothing left to resume
     reporter.info(
         f"trained {result.epochs_run} epochs in {result.seconds:.1f}s (best epoch {result.best_epoch}); "
         + _summary(scores)
     )
     return TrainOutcome(out_dir, ckpt_path, scores)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the trainer to stop after its current batch; a second SIGINT aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if trainer.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _check_resumable(state: dict[str, Any], cfg: Config, fingerprint: str, path: Path) -> None:
+    """A resume must continue the same run: same config (train.epochs may grow) and the same data."""
+    saved, now = _flatten(state["config"]), _flatten(cfg.to_dict())
+    for key in sorted(set(saved) | set(now)):
+        if key != "train.epochs" and saved.get(key) != now.get(key):
+            raise ConfigError(
+                f"{path} was written with {key} = {saved.get(key)!r} but the config now says {now.get(key)!r} — "
+                "resume with the same config, or train from scratch without --resume"
+            )
+    if state["data_fingerprint"] != fingerprint:
+        raise DataError(
+            f"the data differs from the run saved in {path} — resume on the same data, or train without --resume"
+        )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _warm_start(
+    model: StackedLSTM, model_args: dict[str, Any], init: dict[str, Any], cfg: Config, source: Path
+) -> None:
+    """Start from a checkpoint's weights; its architecture and columns must match this config's."""
+    for key, value in model_args.items():
+        if key != "dropout" and init["model_args"].get(key) != value:
+            raise ConfigError(
+                f"--init-from {source} has {key} = {init['model_args'].get(key)!r} but this config gives {value!r} — "
+                "warm starts need the same architecture, window and columns"
+            )
+    columns = {"target": list(cfg.data.target), "features": list(cfg.data.features)}
+    if {k: init["columns"][k] for k in columns} != columns:
+        raise ConfigError(
+            f"--init-from {source} was trained on columns {init['columns']} — use the same target and features"
+        )
+    model.load_state_dict(init["model_state"])
 
 
 def _score(
@@ -292,7 +407,7 @@ def predict(ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: R
         forecast = model(history[None]).squeeze(0).numpy()
     forecast = scaling.inverse(forecast, payload["scaler"], slice(0, series.n_targets))
     labels = frame.future_labels(series, horizon)
-    out = Path(out_path) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
+    out = render_path(out_path, origin=labels[0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
     frame.write_forecast(out, labels, cols["target"], forecast, cols["timestamp"] or "step")
     return PredictOutcome(out, horizon, str(labels[0]), str(labels[-1]))
 

@@ -41,12 +41,16 @@ class Reporter:
     def warning(self, message: str) -> None:
         self._emit("warning", f"warning: {message}")
 
+    def record(self, message: str) -> None:
+        """Log files only: for results the command also prints on stdout."""
+        self._emit("record", message)
+
     def _emit(self, level: str, message: str) -> None:
         line = f"{_stamp()} {message}"
         for log in self._logs:
             log.write(line + "\n")
             log.flush()
-        if self.quiet and level == "info":
+        if level == "record" or (self.quiet and level == "info"):
             return
         if self.interactive:
             self.console.print(message, markup=False, highlight=False)

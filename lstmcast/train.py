@@ -6,10 +6,12 @@ between a rich bar and plain log lines.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -52,86 +54,176 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fit(
-    model: nn.Module,
-    windows: torch.Tensor,
-    train_starts: torch.Tensor,
-    val_starts: torch.Tensor,
-    *,
-    lookback: int,
-    n_targets: int,
-    cfg: TrainConfig,
-    progress: Progress | None = None,
-) -> FitResult:
-    """Train `model` in place on the windows at `train_starts`; restore the best validated weights.
+class Stopped(Exception):
+    """Training stopped between batches at the caller's request (a signal); state is consistent."""
 
-    `windows` is the (N, columns, lookback + horizon) view from `window_view`; the starts index it.
+    def __init__(self, signum: int, epoch: int, step: int) -> None:
+        super().__init__(signum)
+        self.signum, self.epoch, self.step = signum, epoch, step
+
+
+class Trainer:
+    """Trains `model` in place on the windows at `train_starts` and restores the best validated weights.
+
+    All progress lives in attributes captured by `state_dict()`: model and optimiser, the shuffling
+    generator, torch's global RNG (dropout), the current epoch's order and position, and the
+    early-stopping record. Loading that state and calling `run()` again continues exactly where
+    it stopped, so an interrupted-then-resumed run ends with the same weights as an
+    uninterrupted one (on CPU, same threads).
     """
-    loss_fn = LOSSES[cfg.loss]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    n, bs = len(train_starts), cfg.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    result = FitResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    stale = 0  # validations since the best one
-    started = time.perf_counter()
-    step, running, seen = 0, 0.0, 0
 
-    def validate(epoch: int) -> bool:
-        """Record a validation point; True when early stopping says stop."""
-        nonlocal best_state, stale, running, seen
-        val = loss_on(model, windows, val_starts, lookback, n_targets, loss_fn) if len(val_starts) else None
-        point = Validation(epoch, step, running / max(seen, 1), val, time.perf_counter() - started)
-        running, seen = 0.0, 0
-        if val is not None and (result.best_val is None or val < result.best_val):
-            result.best_val, result.best_epoch, stale = val, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def __init__(
+        self,
+        model: nn.Module,
+        windows: torch.Tensor,
+        train_starts: torch.Tensor,
+        val_starts: torch.Tensor,
+        *,
+        lookback: int,
+        n_targets: int,
+        cfg: TrainConfig,
+        progress: Progress | None = None,
+    ) -> None:
+        self.model, self.windows, self.cfg, self.progress = model, windows, cfg, progress
+        self.train_starts, self.val_starts = train_starts, val_starts
+        self.lookback, self.n_targets = lookback, n_targets
+        self.loss_fn = LOSSES[cfg.loss]
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.steps_per_epoch = math.ceil(len(train_starts) / cfg.batch_size)
+        self.result = FitResult()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.epoch, self.batch, self.step = 1, 0, 0
+        self.order: torch.Tensor | None = None  # this epoch's shuffled starts, kept to resume mid-epoch
+        self.stale = 0  # validations since the best one
+        self.running, self.seen = 0.0, 0  # training loss since the last validation
+        self.elapsed = 0.0  # seconds spent in earlier (interrupted) sessions
+        self.stop_signal: int | None = None
+
+    def request_stop(self, signum: int) -> None:
+        """Ask the loop to stop after the current batch (safe to call from a signal handler)."""
+        self.stop_signal = signum
+
+    def run(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> FitResult:
+        """Train until the epochs run out or early stopping; `on_epoch_end` may save `state_dict()`."""
+        started = time.perf_counter() - self.elapsed
+        cfg, done = self.cfg, False
+        while self.epoch <= cfg.epochs and not done:
+            if self.order is None:
+                perm = torch.randperm(len(self.train_starts), generator=self.shuffle)
+                self.order, self.batch = self.train_starts[perm.to(self.train_starts.device)], 0
+            self.model.train()
+            while self.batch < self.steps_per_epoch and not done:
+                self._train_batch()
+                self.batch += 1
+                self.elapsed = time.perf_counter() - started
+                if cfg.val_every and self.step % cfg.val_every == 0:
+                    done = self._validate()
+                if self.stop_signal is not None:
+                    raise Stopped(self.stop_signal, self.epoch, self.step)
+            if done:  # early stopping at a mid-epoch validation
+                self.result.epochs_run = self.epoch
+            elif self.batch >= self.steps_per_epoch:
+                self.result.epochs_run, self.order = self.epoch, None
+                if not cfg.val_every:
+                    done = self._validate()
+                self.epoch += 1
+                self.elapsed = time.perf_counter() - started
+                if on_epoch_end is not None and not done:
+                    on_epoch_end(self)
+        self.result.stopped_early = done
+        if self.seen:  # steps after the last validation point still count
+            self._validate()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         else:
-            stale += 1
-        point.best_epoch, point.best_val = result.best_epoch, result.best_val
-        result.history.append(point)
-        if progress:
-            progress.on_validation(point, cfg.epochs)
-        model.train()
-        return val is not None and cfg.patience > 0 and stale >= cfg.patience
+            self.result.best_epoch = self.result.epochs_run
+        self.result.seconds = time.perf_counter() - started
+        return self.result
 
-    stop = False
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = train_starts[torch.randperm(n, generator=shuffle).to(train_starts.device)]
-        for b in range(steps_per_epoch):
-            x, y = gather(windows, order[b * bs : (b + 1) * bs], lookback, n_targets)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"training loss became {value} in epoch {epoch} (step {step + 1}) — lower train.lr "
-                    "(or set train.grad_clip) and check the data for extreme values"
-                )
-            running, seen, step = running + value * len(x), seen + len(x), step + 1
-            if progress:
-                progress.on_batch(epoch, b + 1, steps_per_epoch)
-            if cfg.val_every and step % cfg.val_every == 0 and validate(epoch):
-                stop = True
-                break
-        result.epochs_run = epoch
-        if stop or (not cfg.val_every and validate(epoch)):
-            result.stopped_early = True
-            break
-    if seen:  # steps after the last validation point still count towards the final train loss
-        validate(result.epochs_run)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        result.best_epoch = result.epochs_run
-    result.seconds = time.perf_counter() - started
-    return result
+    def _train_batch(self) -> None:
+        bs = self.cfg.batch_size
+        assert self.order is not None
+        x, y = gather(self.windows, self.order[self.batch * bs : (self.batch + 1) * bs], self.lookback, self.n_targets)
+        loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"training loss became {value} in epoch {self.epoch} (step {self.step + 1}) — lower train.lr "
+                "(or set train.grad_clip) and check the data for extreme values; the previous model.pt was kept"
+            )
+        self.running, self.seen, self.step = self.running + value * len(x), self.seen + len(x), self.step + 1
+        if self.progress:
+            self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
+
+    def _validate(self) -> bool:
+        """Record a validation point; True when early stopping says stop."""
+        r, epoch = self.result, min(self.epoch, self.cfg.epochs)
+        val = None
+        if len(self.val_starts):
+            val = loss_on(self.model, self.windows, self.val_starts, self.lookback, self.n_targets, self.loss_fn)
+        point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
+        self.running, self.seen = 0.0, 0
+        if val is not None and (r.best_val is None or val < r.best_val):
+            r.best_val, r.best_epoch, self.stale = val, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+        point.best_epoch, point.best_val = r.best_epoch, r.best_val
+        r.history.append(point)
+        if self.progress:
+            self.progress.on_validation(point, self.cfg.epochs)
+        self.model.train()
+        return val is not None and self.cfg.patience > 0 and self.stale >= self.cfg.patience
+
+    # ------------------------------------------------------------------ resumable state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly here: plain types and tensors only."""
+        r = self.result
+        return {
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "shuffle_rng": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "order": None if self.order is None else self.order.cpu(),
+            "stale": self.stale,
+            "running": self.running,
+            "seen": self.seen,
+            "elapsed": self.elapsed,
+            "best_state": None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()},
+            "best_val": r.best_val,
+            "best_epoch": r.best_epoch,
+            "epochs_run": r.epochs_run,
+            "history": [dataclasses.asdict(p) for p in r.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.train_starts.device
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.order = None if state["order"] is None else state["order"].to(device)
+        self.stale, self.running, self.seen, self.elapsed = (
+            state["stale"],
+            state["running"],
+            state["seen"],
+            state["elapsed"],
+        )
+        best = state["best_state"]
+        self.best_state = None if best is None else {k: v.to(device) for k, v in best.items()}
+        r = self.result
+        r.best_val, r.best_epoch, r.epochs_run = state["best_val"], state["best_epoch"], state["epochs_run"]
+        r.history = [Validation(**p) for p in state["history"]]
 
 
 @torch.no_grad()

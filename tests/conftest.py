@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from lstmcast.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+settings.register_profile("default", max_examples=40)
+settings.register_profile("deep", max_examples=600)
+settings.load_profile("default")
 
 
 def sine_csv(path: Path, rows: int = 480, *, start: str = "2024-01-01", freq_hours: int = 1, seed: int = 0) -> Path:
