@@ -193,17 +193,26 @@ def predict(
             "(the first forecast time) and {run_date:%Y-%m-%d}."
         ),
     ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the recent history and the forecast (PNG).")] = None,
     quiet: QuietOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Forecast window.horizon steps past the last row of --data; write them as CSV."""
     started = time.perf_counter()
+    if plot is not None:
+        from lstmcast.plots import require_matplotlib
+
+        require_matplotlib()
     reporter = _reporter(quiet, log_file)
     try:
         from lstmcast.pipeline import predict as run
 
         outcome = run(checkpoint, data, out, reporter)
+        if plot is not None:
+            from lstmcast.plots import plot_forecast
+
+            plot_forecast(plot, **outcome.plot_data)
         reporter.record(
             f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}"
         )
@@ -217,6 +226,82 @@ def predict(
         )
     else:
         print(f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
+    data: Annotated[Path, typer.Option(help="CSV holding the period to backtest and the history before it.")],
+    stride: Annotated[int, typer.Option(min=1, help="Steps between forecast origins.")] = 1,
+    start: Annotated[
+        str | None, typer.Option(help="First forecast time to score [default: the checkpoint's test period].")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Last time a forecast may reach [default: the data's end].")] = None,
+    season: Annotated[
+        int | None,
+        typer.Option(min=1, help="Seasonal period for MASE and seasonal naive [default: from the frequency]."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw error by horizon step and one example origin (PNG).")] = None,
+    quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+) -> None:
+    """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
+    reporter = _reporter(quiet, log_file)
+    if plot is not None:
+        from lstmcast.plots import require_matplotlib
+
+        require_matplotlib()
+    try:
+        from lstmcast.pipeline import evaluate_checkpoint
+
+        report = evaluate_checkpoint(checkpoint, data, reporter, start=start, end=end, stride=stride, season=season)
+    finally:
+        reporter.close()
+    backtest, series = report.pop("_backtest"), report.pop("_labels")
+    if json_path is not None:
+        import json
+
+        from lstmcast.atomic import write_text
+
+        write_text(json_path, json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        from lstmcast.plots import plot_evaluation
+
+        plot_evaluation(plot, report, backtest, series)
+    _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"{report['origins']} forecast origins from {report['first_origin']} to {report['last_origin']} "
+        f"(stride {report['stride']}, horizon {report['horizon']}, seasonal period {report['season']})",
+        markup=False,
+        highlight=False,
+    )
+    table = Table()
+    table.add_column("forecaster")
+    for name in ("MAE", "RMSE", "sMAPE", "MASE"):
+        table.add_column(name, justify="right")
+    for name, scores in report["overall"].items():
+        cells = [_fmt(scores[k]) for k in ("mae", "rmse", "smape", "mase")]
+        table.add_row(name.replace("_", " "), *cells)
+    console.print(table)
+    console.print(f"relative skill (model MASE / seasonal-naive MASE): {_fmt(report['relative_skill'])}")
+    if "quantiles" in report:
+        q = report["quantiles"]
+        console.print(f"mean pinball loss: {_fmt(q['pinball'])}")
+        for interval, share in q["coverage"].items():
+            console.print(f"coverage of the {interval} interval: {share:.3f}")
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4g}"
 
 
 def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:

@@ -94,7 +94,18 @@ class TrainConfig:
     batch_size: int = knob(256, "windows per optimiser step", lo=1, hi=10_000_000)
     lr: float = knob(1e-3, "AdamW learning rate", lo=0.0, lo_open=True, hi=10.0)
     weight_decay: float = knob(0.0, "AdamW decoupled weight decay", lo=0.0, hi=10.0)
-    loss: str = knob("mse", "training loss on the scaled targets", choices=("mse", "mae", "huber"))
+    loss: str = knob(
+        "mse",
+        "training loss on the scaled targets; quantile = pinball loss",
+        choices=("mse", "mae", "huber", "quantile"),
+    )
+    quantiles: list[float] = knob(
+        [],
+        "quantiles to forecast with loss: quantile (must include 0.5); empty means 0.1, 0.5, 0.9",
+        lo=0.0,
+        lo_open=True,
+        hi=0.999,
+    )
     patience: int = knob(
         5, "validations without improvement before stopping early; 0 never stops early", lo=0, hi=1_000_000
     )
@@ -340,6 +351,14 @@ def _check_cross_field(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"data.split.val + data.split.test = {s.val + s.test:g} leaves almost nothing to train on — keep it below 0.95"
         )
+    q = cfg.train.quantiles
+    if q and cfg.train.loss != "quantile":
+        raise ConfigError("train.quantiles is set but train.loss is not quantile — set train.loss: quantile")
+    if q and (sorted(set(q)) != list(q) or 0.5 not in q):
+        raise ConfigError(
+            f"train.quantiles {q} must be increasing, without repeats, and include 0.5 (the point forecast) — "
+            "e.g. [0.1, 0.5, 0.9]"
+        )
     cols = list(cfg.data.target) + list(cfg.data.features)
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
@@ -388,3 +407,10 @@ def to_yaml(cfg: Config) -> str:
     import yaml
 
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def quantile_levels(train: TrainConfig) -> list[float]:
+    """The quantiles the model forecasts: none for point losses."""
+    if train.loss != "quantile":
+        return []
+    return list(train.quantiles) or [0.1, 0.5, 0.9]

@@ -320,6 +320,20 @@ def season_length(freq: str | None) -> int:
     return 1
 
 
+def row_at(series: Series, when: str, flag: str) -> int:
+    """Index of the first row at or after the time `when`."""
+    assert series.index is not None
+    try:
+        stamp = pd.Timestamp(when)
+    except ValueError:
+        raise DataError(f"{flag} {when!r} is not a time — write e.g. 2024-01-31 13:00") from None
+    if series.index.tz is not None and stamp.tz is None:
+        stamp = stamp.tz_localize(series.index.tz)
+    elif series.index.tz is None and stamp.tz is not None:
+        raise DataError(f"{flag} {when!r} has a time zone but the data's times have none — drop the offset")
+    return int(series.index.searchsorted(stamp))
+
+
 # ---------------------------------------------------------------------------- output
 
 

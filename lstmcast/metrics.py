@@ -1,6 +1,12 @@
-"""Error measures and naive baselines on arrays in original units (numpy only)."""
+"""Error measures and naive baselines on arrays in original units (numpy only).
+
+Arrays of forecasts and actuals are shaped (origins, horizon, targets); quantile forecasts add a
+last axis of quantile levels.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -26,3 +32,72 @@ def mae(forecast: np.ndarray, actual: np.ndarray) -> float:
 
 def rmse(forecast: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sqrt(np.mean((forecast - actual) ** 2)))
+
+
+def smape_terms(forecast: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """200·|F − A| / (|F| + |A|) elementwise, 0 where both are 0 (the M4 definition)."""
+    denom = np.abs(forecast) + np.abs(actual)
+    return np.divide(200.0 * np.abs(forecast - actual), denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
+
+
+def mase_scale(history: np.ndarray, season: int) -> np.ndarray:
+    """Per column: mean |y_t − y_{t−m}| over the history (in-sample seasonal naive); NaN where undefined."""
+    m = season if len(history) > season else 1
+    if len(history) <= m:
+        return np.full(history.shape[1], np.nan)
+    scale = np.mean(np.abs(history[m:] - history[:-m]), axis=0)
+    return np.where(scale > 0, scale, np.nan)
+
+
+def errors(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
+    """MAE, RMSE, sMAPE and MASE overall and per horizon step (lists), for (N, horizon, targets) arrays."""
+    diff = forecast - actual
+    scaled = np.abs(diff) / scale  # scale broadcasts over the target axis
+    smape = smape_terms(forecast, actual)
+    per_step = {
+        "mae": np.abs(diff).mean(axis=(0, 2)),
+        "rmse": np.sqrt((diff**2).mean(axis=(0, 2))),
+        "smape": smape.mean(axis=(0, 2)),
+        "mase": scaled.mean(axis=(0, 2)),
+    }
+    overall = {
+        "mae": float(np.abs(diff).mean()),
+        "rmse": float(np.sqrt((diff**2).mean())),
+        "smape": float(smape.mean()),
+        "mase": float(scaled.mean()),
+    }
+    return {"overall": _clean(overall), "per_step": {k: [_num(x) for x in v] for k, v in per_step.items()}}
+
+
+def pinball(quantiles: np.ndarray, actual: np.ndarray, levels: list[float]) -> float:
+    """Mean quantile (pinball) loss of (…, Q) forecasts against (…) actuals."""
+    q = np.asarray(levels)
+    error = actual[..., None] - quantiles
+    return float(np.maximum(q * error, (q - 1) * error).mean())
+
+
+def coverage(quantiles: np.ndarray, actual: np.ndarray, levels: list[float]) -> dict[str, float]:
+    """Share of actuals inside each central interval [q, 1 − q] the levels define, keyed like '80% (q10–q90)'."""
+    out = {}
+    for i, low in enumerate(levels):
+        high = round(1 - low, 10)
+        if low < 0.5 and high in levels:
+            j = levels.index(high)
+            inside = (actual >= quantiles[..., i]) & (actual <= quantiles[..., j])
+            out[f"{round(100 * (high - low), 6):g}% ({quantile_name(low)}–{quantile_name(high)})"] = float(
+                inside.mean()
+            )
+    return out
+
+
+def quantile_name(level: float) -> str:
+    """0.1 → 'q10', 0.025 → 'q2.5': the column suffix for a quantile level."""
+    return f"q{round(100 * level, 6):g}"
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _clean(d: dict[str, float]) -> dict[str, float | None]:
+    return {k: _num(v) for k, v in d.items()}

@@ -2,7 +2,7 @@
 
     x (B, lookback, C) ──shift targets by the window's last value (or mean)──▶
     (B, lookback / patch, patch·C) ──nn.LSTM × num_layers──▶ h_T of the top layer (B, hidden)
-    ──linear head──▶ (B, horizon, n_targets) ──shift back──▶ forecast
+    ──linear head──▶ (B, horizon, n_targets[, quantiles]) ──shift back──▶ forecast
 
 Inputs hold the target columns first, then the features, all standard-scaled.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class StackedLSTM(nn.Module):
@@ -27,13 +28,17 @@ class StackedLSTM(nn.Module):
         dropout: float = 0.0,
         patch: int = 1,
         norm: str = "last",
+        quantiles: list[float] | None = None,
     ) -> None:
         super().__init__()
         if lookback % patch:
             raise ValueError(f"lookback {lookback} is not a multiple of patch {patch}")
         if norm not in ("last", "mean", "none"):
             raise ValueError(f"unknown norm {norm!r}")
-        self.n_targets, self.horizon, self.patch, self.norm = n_targets, horizon, patch, norm
+        self.n_targets, self.lookback, self.horizon = n_targets, lookback, horizon
+        self.patch, self.norm = patch, norm
+        self.quantiles = list(quantiles or [])
+        self.median = self.quantiles.index(0.5) if self.quantiles else 0
         self.lstm = nn.LSTM(
             input_size=n_inputs * patch,
             hidden_size=hidden_size,
@@ -41,7 +46,7 @@ class StackedLSTM(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(hidden_size, horizon * n_targets)
+        self.head = nn.Linear(hidden_size, horizon * n_targets * max(1, len(self.quantiles)))
         self._init_forget_bias()
 
     def _init_forget_bias(self) -> None:
@@ -60,8 +65,22 @@ class StackedLSTM(nn.Module):
         x = torch.cat([x[..., :nt] - shift, x[..., nt:]], dim=-1)
         x = x.reshape(batch, lookback // self.patch, self.patch * channels)
         out, _ = self.lstm(x)  # (B, steps, hidden)
-        y = self.head(out[:, -1])  # (B, horizon · nt)
-        return y.view(batch, self.horizon, nt) + shift
+        y = self.head(out[:, -1])  # (B, horizon · nt · Q)
+        if not self.quantiles:
+            return y.view(batch, self.horizon, nt) + shift
+        return self._monotone(y.view(batch, self.horizon, nt, len(self.quantiles))) + shift[..., None]
+
+    def _monotone(self, raw: torch.Tensor) -> torch.Tensor:
+        """Quantiles that cannot cross: the median plus cumulative positive gaps either side."""
+        m = self.median
+        mid = raw[..., m : m + 1]
+        above = mid + torch.cumsum(F.softplus(raw[..., m + 1 :]), dim=-1)
+        below = mid - torch.cumsum(F.softplus(raw[..., :m].flip(-1)), dim=-1).flip(-1)
+        return torch.cat([below, mid, above], dim=-1)  # (B, horizon, nt, Q)
+
+    def point(self, forecast: torch.Tensor) -> torch.Tensor:
+        """The point forecast (B, horizon, nt): the median when forecasting quantiles."""
+        return forecast[..., self.median] if self.quantiles else forecast
 
     def _shift(self, targets: torch.Tensor) -> torch.Tensor:
         if self.norm == "last":

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import checkpoint, frame, lock, metrics, scaling
+from lstmcast import checkpoint, evaluate, frame, lock, metrics, scaling
 from lstmcast.atomic import ensure_dir, render_path, write_text
-from lstmcast.config import Config, TrainConfig, config_from_dict, to_yaml
+from lstmcast.config import Config, TrainConfig, config_from_dict, quantile_levels, to_yaml
 from lstmcast.errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
 from lstmcast.model import StackedLSTM, build, parameter_count
 from lstmcast.report import Reporter
 from lstmcast.split import Split, check_length, origins
-from lstmcast.train import LOSSES, Stopped, Trainer, loss_on, predict_windows
+from lstmcast.train import Stopped, Trainer, loss_function, loss_on
 from lstmcast.windows import window_view
 
 
@@ -54,6 +54,7 @@ class PredictOutcome:
     rows: int
     first: str
     last: str
+    plot_data: dict[str, Any] | None = None  # the recent history and the forecast columns, for --plot
 
 
 # ---------------------------------------------------------------------------- shared steps
@@ -176,6 +177,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         dropout=m.dropout,
         patch=m.patch,
         norm=w.norm,
+        quantiles=quantile_levels(t),
     )
     model = StackedLSTM(**model_args).to(device)
     if init is not None:
@@ -212,7 +214,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
                 128 + stop.signum,
             ) from None
 
-    scores = _score(model, windows, starts, parts, series, scaler, cfg)
+    scores = _score(model, scaled, windows, starts, parts, series, scaler, cfg)
     scores.update(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
@@ -244,6 +246,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
             "freq": series.freq,
             "series": None,
             "train_period": [first, series.label(split.train - 1)],
+            "test_start": series.label(split.train + split.val) if split.test else None,
             "data_period": [first, last],
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "metrics": scores,
@@ -322,6 +325,7 @@ def _warm_start(
 
 def _score(
     model: StackedLSTM,
+    scaled: torch.Tensor,
     windows: torch.Tensor,
     starts: dict[str, torch.Tensor],
     parts: dict[str, np.ndarray],
@@ -329,29 +333,25 @@ def _score(
     scaler: dict[str, Any],
     cfg: Config,
 ) -> dict[str, Any]:
-    """Losses on each part (scaled), and test errors in original units next to seasonal naive."""
+    """Losses on each part (scaled), and test errors in original units next to naive baselines."""
     w, nt = cfg.window, series.n_targets
-    loss_fn = LOSSES[cfg.train.loss]
+    loss_fn = loss_function(cfg.train.loss, quantile_levels(cfg.train))
     scores: dict[str, Any] = {"loss": cfg.train.loss}
     for part in ("train", "val", "test"):
         idx = starts[part]
         scores[f"{part}_loss"] = loss_on(model, windows, idx, w.lookback, nt, loss_fn) if len(idx) else None
-    test = parts["test"]
-    if len(test):
-        forecast = predict_windows(model, windows, starts["test"], w.lookback, nt).cpu().numpy()
-        forecast = scaling.inverse(forecast, scaler, slice(0, nt))
-        targets = series.values[:, :nt]
-        actual = targets[metrics.horizon_rows(test, w.horizon)]
-        season = frame.season_length(series.freq)
-        scores.update(test_mae=metrics.mae(forecast, actual), test_rmse=metrics.rmse(forecast, actual))
-        # Baselines on exactly the same test windows, so the comparison is like for like.
-        for name, period in (("seasonal_naive", season), ("naive", 1)):
-            guess = metrics.seasonal_naive(targets, test, w.horizon, period)
-            scores[name] = {
-                "season": period,
-                "test_mae": metrics.mae(guess, actual),
-                "test_rmse": metrics.rmse(guess, actual),
-            }
+    if len(parts["test"]):
+        bt = evaluate.run(model, scaled, series.values, parts["test"], scaler)
+        result = evaluate.score(bt, series.values, frame.season_length(series.freq))
+        for name, errors in result["overall"].items():
+            flat = {f"test_{k}": v for k, v in errors.items()}
+            if name == "model":
+                scores.update(flat)
+            else:  # baselines on exactly the same test windows, so the comparison is like for like
+                scores[name] = {"season": result["season"] if name == "seasonal_naive" else 1, **flat}
+        scores["relative_skill"] = result["relative_skill"]
+        if "quantiles" in result:
+            scores["test_quantiles"] = result["quantiles"]
     return scores
 
 
@@ -379,37 +379,115 @@ def load_model(payload: dict[str, Any], source: Path) -> StackedLSTM:
     return model.eval()
 
 
-def predict(ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: Reporter) -> PredictOutcome:
-    payload = checkpoint.load(ckpt_path)
-    cfg = config_from_dict(payload["config"], source=str(ckpt_path))
-    cols = payload["columns"]
+def _load_for(payload: dict[str, Any], data_path: Path, reporter: Reporter) -> frame.Series:
+    """Read a CSV the way the checkpoint's training data was read: same columns, frequency and gap policy."""
+    cols, missing = payload["columns"], payload["config"]["data"]["missing"]
     series = frame.load_series(
         data_path,
         timestamp=cols["timestamp"],
         target=cols["target"],
         features=cols["features"],
         freq=payload["freq"] or "auto",
-        missing=cfg.data.missing,
+        missing=missing,
     )
     if series.filled_rows or series.filled_cells:
-        reporter.info(
-            f"filled {series.filled_rows} missing rows and {series.filled_cells} empty cells ({cfg.data.missing})"
-        )
-    lookback, horizon = cfg.window.lookback, cfg.window.horizon
-    if series.rows < lookback:
-        raise DataError(
-            f"{data_path} has {series.rows} rows but the model reads the last {lookback} (window.lookback) — supply more history"
-        )
+        reporter.info(f"filled {series.filled_rows} missing rows and {series.filled_cells} empty cells ({missing})")
+    return series
+
+
+def predict(ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: Reporter) -> PredictOutcome:
+    payload = checkpoint.load(ckpt_path)
     model = load_model(payload, ckpt_path)
-    _use_threads(cfg.train)
-    history = torch.from_numpy(scaling.transform(series.values[-lookback:], payload["scaler"]))
+    series = _load_for(payload, data_path, reporter)
+    if series.rows < model.lookback:
+        raise DataError(
+            f"{data_path} has {series.rows} rows but the model reads the last {model.lookback} (window.lookback) — "
+            "supply more history"
+        )
+    _use_threads(config_from_dict(payload["config"], source=str(ckpt_path)).train)
+    history = torch.from_numpy(scaling.transform(series.values[-model.lookback :], payload["scaler"]))
     with torch.no_grad():
-        forecast = model(history[None]).squeeze(0).numpy()
-    forecast = scaling.inverse(forecast, payload["scaler"], slice(0, series.n_targets))
-    labels = frame.future_labels(series, horizon)
+        raw = model(history[None])[0].numpy()  # (horizon, nt[, Q])
+    targets = payload["columns"]["target"]
+    columns, blocks = list(targets), []
+    if model.quantiles:
+        per_level = scaling.inverse(np.moveaxis(raw, -1, 0), payload["scaler"], slice(0, len(targets)))  # (Q, H, nt)
+        blocks.append(per_level[model.median])
+        for level, block in zip(model.quantiles, per_level, strict=True):
+            columns += [f"{t}_{metrics.quantile_name(level)}" for t in targets]
+            blocks.append(block)
+    else:
+        blocks.append(scaling.inverse(raw, payload["scaler"], slice(0, len(targets))))
+    labels = frame.future_labels(series, model.horizon)
     out = render_path(out_path, origin=labels[0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
-    frame.write_forecast(out, labels, cols["target"], forecast, cols["timestamp"] or "step")
-    return PredictOutcome(out, horizon, str(labels[0]), str(labels[-1]))
+    table = np.concatenate(blocks, axis=1)
+    frame.write_forecast(out, labels, columns, table, payload["columns"]["timestamp"] or "step")
+    recent = slice(max(0, series.rows - 3 * model.horizon), series.rows)
+    plot_data = {
+        "history_x": series.index[recent] if series.index is not None else np.arange(series.rows)[recent],
+        "history_y": series.values[recent, : len(targets)],
+        "future_x": labels,
+        "columns": dict(zip(columns, table.T, strict=True)),
+        "targets": targets,
+    }
+    return PredictOutcome(out, model.horizon, str(labels[0]), str(labels[-1]), plot_data)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def evaluate_checkpoint(
+    ckpt_path: Path,
+    data_path: Path,
+    reporter: Reporter,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    stride: int = 1,
+    season: int | None = None,
+) -> dict[str, Any]:
+    """Rolling-origin backtest of a checkpoint on a CSV, by default over its test period."""
+    payload = checkpoint.load(ckpt_path)
+    model = load_model(payload, ckpt_path)
+    series = _load_for(payload, data_path, reporter)
+    lookback, horizon = model.lookback, model.horizon
+    candidates = np.arange(lookback, series.rows - horizon + 1)
+    if start is None and payload.get("test_start") is None:
+        raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
+    first = _row_at(series, start if start is not None else payload["test_start"], "--start")
+    last = _row_at(series, end, "--end") if end is not None else series.rows - 1
+    origins = candidates[(candidates >= first) & (candidates + horizon - 1 <= last)][::stride]
+    if not len(origins):
+        raise DataError(
+            f"no forecast origins in {data_path} between {series.label(min(first, series.rows - 1))} and "
+            f"{series.label(last)} with lookback {lookback} and horizon {horizon} — widen --start/--end or supply more rows"
+        )
+    _use_threads(config_from_dict(payload["config"], source=str(ckpt_path)).train)
+    scaled = torch.from_numpy(scaling.transform(series.values, payload["scaler"]))
+    bt = evaluate.run(model, scaled, series.values, origins, payload["scaler"])
+    result = evaluate.score(bt, series.values, season or frame.season_length(series.freq))
+    result.update(
+        checkpoint=str(ckpt_path),
+        data=str(data_path),
+        stride=stride,
+        horizon=horizon,
+        targets=payload["columns"]["target"],
+        first_origin=series.label(int(origins[0])),
+        last_origin=series.label(int(origins[-1])),
+    )
+    result["_backtest"] = bt  # for plots; the CLI drops it before writing JSON
+    result["_labels"] = series
+    return result
+
+
+def _row_at(series: frame.Series, when: str | int, flag: str) -> int:
+    """The first row at or after `when` (a time, or a row number for step-indexed data)."""
+    if series.index is None:
+        try:
+            return int(when)
+        except ValueError:
+            raise DataError(f"{flag} {when!r}: this data has no timestamps, give a row number") from None
+    return frame.row_at(series, str(when), flag)
 
 
 # ---------------------------------------------------------------------------- validate

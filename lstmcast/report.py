@@ -102,6 +102,8 @@ class Reporter:
 
     def on_batch(self, epoch: int, done: int, total: int) -> None:
         if self._live is not None:
+            if done == 1:  # a new epoch: restart the batch bar so its timing is per epoch
+                self._live.reset(self._batch_task, total=total)
             self._live.update(self._batch_task, completed=done, total=total)
 
     def on_validation(self, point: Any, epochs: int) -> None:

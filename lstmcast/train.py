@@ -17,11 +17,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lstmcast.config import TrainConfig
+from lstmcast.config import TrainConfig, quantile_levels
 from lstmcast.errors import TrainingDiverged
 from lstmcast.windows import gather
 
+
+def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Mean quantile loss of forecasts (…, Q) against targets (…): under-forecasts cost q, over-forecasts 1 − q."""
+    error = target.unsqueeze(-1) - forecast
+    return torch.maximum(levels * error, (levels - 1) * error).mean()
+
+
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+
+
+def loss_function(name: str, quantiles: list[float]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "quantile":
+        levels = torch.tensor(quantiles)
+        return lambda forecast, target: pinball_loss(forecast, target, levels.to(forecast.device))
+    return LOSSES[name]
+
+
 EVAL_BATCH = 8192
 
 
@@ -87,7 +103,7 @@ class Trainer:
         self.model, self.windows, self.cfg, self.progress = model, windows, cfg, progress
         self.train_starts, self.val_starts = train_starts, val_starts
         self.lookback, self.n_targets = lookback, n_targets
-        self.loss_fn = LOSSES[cfg.loss]
+        self.loss_fn = loss_function(cfg.loss, quantile_levels(cfg))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
         self.steps_per_epoch = math.ceil(len(train_starts) / cfg.batch_size)
