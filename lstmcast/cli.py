@@ -304,6 +304,53 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
 
 
+@app.command()
+@handle_errors
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
+    data: Annotated[Path | None, typer.Option(help="Also measure the gates on this CSV's windows.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show a checkpoint's card and, with --data, how its forget/input/output gates behave."""
+    reporter = _reporter(quiet=json_output)
+    try:
+        from lstmcast.pipeline import inspect_checkpoint
+
+        report = inspect_checkpoint(checkpoint, data, reporter)
+    finally:
+        reporter.close()
+    if json_output:
+        _emit_json(report)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    card = Table(title="checkpoint", show_header=False)
+    card.add_column(style="bold")
+    card.add_column()
+    for key, value in report["card"].items():
+        card.add_row(key, str(value))
+    console.print(card)
+    if "gates" in report:
+        gates = Table(
+            title=f"gates on {data}", caption="memory: median steps until the forget-gate product falls below 0.5"
+        )
+        for name in ("layer", "forget", "input", "output", "saturated", "memory (LSTM steps)", "memory (rows)"):
+            gates.add_column(name, justify="right")
+        for k, layer in enumerate(report["gates"]):
+            gates.add_row(
+                str(k),
+                f"{layer['mean_forget']:.3f}",
+                f"{layer['mean_input']:.3f}",
+                f"{layer['mean_output']:.3f}",
+                f"{layer['saturated_fraction']:.1%}",
+                f"{layer['memory_length']:g}",
+                f"{layer['memory_steps']:g}",
+            )
+        console.print(gates)
+
+
 def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:
     return {"status": "ok", "command": command, **fields, "seconds": round(time.perf_counter() - started, 3)}
 

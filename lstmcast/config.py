@@ -86,6 +86,11 @@ class ModelConfig:
     patch: int = knob(
         1, "consecutive steps fed to the LSTM as one input x_t; must divide window.lookback", lo=1, hi=100_000
     )
+    cell: str = knob(
+        "fused",
+        "fused = torch.nn.LSTM (cuDNN/oneDNN kernels); reference = the readable cell in lstmcast/reference.py",
+        choices=("fused", "reference"),
+    )
 
 
 @dataclass(frozen=True)
@@ -414,3 +419,7 @@ def quantile_levels(train: TrainConfig) -> list[float]:
     if train.loss != "quantile":
         return []
     return list(train.quantiles) or [0.1, 0.5, 0.9]
+
+
+if __name__ == "__main__":  # python -m lstmcast.config: print the README's config reference
+    print(reference_markdown(), end="")

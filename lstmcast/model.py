@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lstmcast.reference import ReferenceLSTM
+
 
 class StackedLSTM(nn.Module):
     def __init__(
@@ -29,6 +31,7 @@ class StackedLSTM(nn.Module):
         patch: int = 1,
         norm: str = "last",
         quantiles: list[float] | None = None,
+        cell: str = "fused",
     ) -> None:
         super().__init__()
         if lookback % patch:
@@ -39,7 +42,9 @@ class StackedLSTM(nn.Module):
         self.patch, self.norm = patch, norm
         self.quantiles = list(quantiles or [])
         self.median = self.quantiles.index(0.5) if self.quantiles else 0
-        self.lstm = nn.LSTM(
+        # Both cells have the same parameter names and layout, so weights move freely between them.
+        lstm_class = ReferenceLSTM if cell == "reference" else nn.LSTM
+        self.lstm = lstm_class(
             input_size=n_inputs * patch,
             hidden_size=hidden_size,
             num_layers=num_layers,
@@ -58,13 +63,18 @@ class StackedLSTM(nn.Module):
                 getattr(self.lstm, f"bias_ih_l{k}")[h : 2 * h].fill_(1.0)
                 getattr(self.lstm, f"bias_hh_l{k}")[h : 2 * h].fill_(0.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lstm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's input sequence (B, lookback / patch, patch·C) and the per-window shift (B, 1, nt)."""
         batch, lookback, channels = x.shape
         nt = self.n_targets
-        shift = self._shift(x[..., :nt])  # (B, 1, nt)
+        shift = self._shift(x[..., :nt])
         x = torch.cat([x[..., :nt] - shift, x[..., nt:]], dim=-1)
-        x = x.reshape(batch, lookback // self.patch, self.patch * channels)
-        out, _ = self.lstm(x)  # (B, steps, hidden)
+        return x.reshape(batch, lookback // self.patch, self.patch * channels), shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, nt = x.shape[0], self.n_targets
+        steps, shift = self.lstm_inputs(x)
+        out = self.lstm(steps)[0]  # (B, steps, hidden)
         y = self.head(out[:, -1])  # (B, horizon · nt · Q)
         if not self.quantiles:
             return y.view(batch, self.horizon, nt) + shift

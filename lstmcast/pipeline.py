@@ -178,6 +178,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         patch=m.patch,
         norm=w.norm,
         quantiles=quantile_levels(t),
+        cell=m.cell,
     )
     model = StackedLSTM(**model_args).to(device)
     if init is not None:
@@ -310,7 +311,7 @@ def _warm_start(
 ) -> None:
     """Start from a checkpoint's weights; its architecture and columns must match this config's."""
     for key, value in model_args.items():
-        if key != "dropout" and init["model_args"].get(key) != value:
+        if key not in ("dropout", "cell") and init["model_args"].get(key) != value:
             raise ConfigError(
                 f"--init-from {source} has {key} = {init['model_args'].get(key)!r} but this config gives {value!r} — "
                 "warm starts need the same architecture, window and columns"
@@ -368,8 +369,12 @@ def _summary(scores: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- predict
 
 
-def load_model(payload: dict[str, Any], source: Path) -> StackedLSTM:
-    model = build(payload["model_args"])
+def load_model(payload: dict[str, Any], source: Path, cell: str | None = None) -> StackedLSTM:
+    """The checkpoint's model, optionally with the other cell (fused ↔ reference: same weights)."""
+    args = dict(payload["model_args"])
+    if cell is not None:
+        args["cell"] = cell
+    model = build(args)
     try:
         model.load_state_dict(payload["model_state"])
     except (RuntimeError, TypeError) as exc:
@@ -488,6 +493,69 @@ def _row_at(series: frame.Series, when: str | int, flag: str) -> int:
         except ValueError:
             raise DataError(f"{flag} {when!r}: this data has no timestamps, give a row number") from None
     return frame.row_at(series, str(when), flag)
+
+
+# ---------------------------------------------------------------------------- inspect
+
+
+def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Reporter) -> dict[str, Any]:
+    """The checkpoint's card and, with data, what its gates do on that data's windows."""
+    payload = checkpoint.load(ckpt_path)
+    model = load_model(payload, ckpt_path)
+    args, cfg, m = payload["model_args"], payload["config"], payload.get("metrics", {})
+    card: dict[str, Any] = {
+        "file": str(ckpt_path),
+        "lstmcast version": payload["lstmcast_version"],
+        "format version": payload["format_version"],
+        "created": payload.get("created_at", "?"),
+        "model": f"{args['num_layers']} × {args['hidden_size']} LSTM ({args.get('cell', 'fused')} cell), "
+        f"patch {args['patch']}, window norm {args['norm']}, dropout {args['dropout']}",
+        "parameters": f"{parameter_count(model):,}",
+        "window": f"lookback {args['lookback']}, horizon {args['horizon']}, stride {cfg['window']['stride']}",
+        "train": f"loss {cfg['train']['loss']}, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, "
+        f"epochs {m.get('epochs_run', '?')} of {cfg['train']['epochs']} (best {m.get('best_epoch', '?')}), "
+        f"{m.get('train_seconds', '?')} s",
+        "targets": ", ".join(payload["columns"]["target"]),
+        "features": ", ".join(payload["columns"]["features"]) or "none",
+        "frequency": payload["freq"] or "steps",
+        "training period": " … ".join(map(str, payload.get("train_period") or ["?"])),
+        "data period": " … ".join(map(str, payload.get("data_period") or ["?"])),
+        "series": 1 if payload.get("series") is None else len(payload["series"]),
+    }
+    if m.get("test_mae") is not None:
+        naive = m.get("seasonal_naive", {})
+        card["test MAE"] = f"{m['test_mae']:.4g} (seasonal naive {naive.get('test_mae', float('nan')):.4g})"
+        card["test RMSE"] = f"{m['test_rmse']:.4g} (seasonal naive {naive.get('test_rmse', float('nan')):.4g})"
+    report: dict[str, Any] = {"card": card}
+    if data_path is not None:
+        report["gates"] = _gate_report(payload, model, data_path, reporter)
+    return report
+
+
+def _gate_report(
+    payload: dict[str, Any], model: StackedLSTM, data_path: Path, reporter: Reporter
+) -> list[dict[str, Any]]:
+    """Forget/input/output gate statistics per layer over up to 1,024 windows of the data."""
+    from lstmcast.reference import gate_summary
+
+    series = _load_for(payload, data_path, reporter)
+    if series.rows < model.lookback:
+        raise DataError(
+            f"{data_path} has {series.rows} rows; the model reads {model.lookback} per window — supply more"
+        )
+    scaled = torch.from_numpy(scaling.transform(series.values, payload["scaler"]))
+    ends = np.unique(
+        np.linspace(model.lookback, series.rows, num=min(1024, series.rows - model.lookback + 1)).astype(int)
+    )
+    windows = window_view(scaled, model.lookback)
+    reference = load_model(payload, Path(""), cell="reference")
+    with torch.no_grad():
+        steps, _ = reference.lstm_inputs(windows[torch.as_tensor(ends - model.lookback)].transpose(1, 2))
+        _, _, gates = reference.lstm(steps, record_gates=True)
+    layers = gate_summary(gates)
+    for layer in layers:
+        layer["memory_steps"] = layer["memory_length"] * model.patch  # LSTM steps → rows of the series
+    return layers
 
 
 # ---------------------------------------------------------------------------- validate

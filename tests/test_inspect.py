@@ -1,0 +1,50 @@
+"""model.cell: both cells train and predict through the CLI and share checkpoints; lstmcast inspect."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from lstmcast import checkpoint
+from lstmcast.pipeline import load_model
+
+from .conftest import assert_user_error, cli
+
+
+def test_reference_cell_trains_and_its_checkpoint_runs_in_the_fused_cell(project):
+    trained = cli("train", project / "config.yaml", "--quiet", "--set", "model.cell=reference")
+    assert trained.code == 0, trained.stderr
+    path = project / "run" / "model.pt"
+    payload = checkpoint.load(path)
+    assert payload["model_args"]["cell"] == "reference"
+    assert cli("predict", path, "--data", project / "series.csv").code == 0
+    reference, fused = load_model(payload, path), load_model(payload, path, cell="fused")
+    assert isinstance(fused.lstm, torch.nn.LSTM) and not isinstance(reference.lstm, torch.nn.LSTM)
+    x = torch.randn(5, 48, 2)
+    with torch.no_grad():
+        assert torch.allclose(reference(x), fused(x), atol=1e-5)
+
+
+def test_inspect_shows_the_card_and_the_gates(project):
+    assert cli("train", project / "config.yaml", "--quiet").code == 0
+    path = project / "run" / "model.pt"
+    plain = cli("inspect", path)
+    assert plain.code == 0, plain.stderr
+    for label in ("lstmcast version", "format version", "parameters", "lookback 48, horizon 12", "training period"):
+        assert label in plain.stdout
+
+    result = cli("inspect", path, "--data", project / "series.csv", "--json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["card"]["targets"] == "load" and report["card"]["series"] == 1
+    assert len(report["gates"]) == 2  # one row per layer
+    steps = 48 // 12
+    for layer in report["gates"]:
+        for gate in ("mean_forget", "mean_input", "mean_output", "saturated_fraction"):
+            assert 0.0 <= layer[gate] <= 1.0
+        assert 1 <= layer["memory_length"] <= steps and layer["memory_steps"] == layer["memory_length"] * 12
+
+
+def test_inspect_errors_are_user_errors(project):
+    assert_user_error(cli("inspect", project / "nothing.pt"), "not found")
