@@ -193,12 +193,15 @@ def predict(
             "(the first forecast time) and {run_date:%Y-%m-%d}."
         ),
     ] = None,
+    series: Annotated[
+        list[str] | None, typer.Option("--series", help="Forecast only this series (repeatable) [default: all].")
+    ] = None,
     plot: Annotated[Path | None, typer.Option(help="Also draw the recent history and the forecast (PNG).")] = None,
     quiet: QuietOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Forecast window.horizon steps past the last row of --data; write them as CSV."""
+    """Forecast window.horizon steps past the last row of --data (every series); write them as CSV."""
     started = time.perf_counter()
     if plot is not None:
         from lstmcast.plots import require_matplotlib
@@ -208,14 +211,12 @@ def predict(
     try:
         from lstmcast.pipeline import predict as run
 
-        outcome = run(checkpoint, data, out, reporter)
+        outcome = run(checkpoint, data, out, reporter, series)
         if plot is not None:
             from lstmcast.plots import plot_forecast
 
             plot_forecast(plot, **outcome.plot_data)
-        reporter.record(
-            f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}"
-        )
+        reporter.record(_forecast_line(outcome))
     finally:
         reporter.close()
     if json_output:
@@ -225,7 +226,7 @@ def predict(
             )
         )
     else:
-        print(f"forecast of {outcome.rows} steps ({outcome.first} … {outcome.last}) written to {outcome.path}")
+        print(_forecast_line(outcome))
 
 
 @app.command()
@@ -259,7 +260,7 @@ def evaluate(
         report = evaluate_checkpoint(checkpoint, data, reporter, start=start, end=end, stride=stride, season=season)
     finally:
         reporter.close()
-    backtest, series = report.pop("_backtest"), report.pop("_labels")
+    backtest, dataset = report.pop("_backtest"), report.pop("_dataset")
     if json_path is not None:
         import json
 
@@ -269,7 +270,7 @@ def evaluate(
     if plot is not None:
         from lstmcast.plots import plot_evaluation
 
-        plot_evaluation(plot, report, backtest, series)
+        plot_evaluation(plot, report, backtest, dataset)
     _print_report(report)
 
 
@@ -349,6 +350,11 @@ def inspect(
                 f"{layer['memory_steps']:g}",
             )
         console.print(gates)
+
+
+def _forecast_line(outcome: Any) -> str:
+    many = f" for {outcome.series} series" if outcome.series > 1 else ""
+    return f"forecast of {outcome.rows} steps{many} ({outcome.first} … {outcome.last}) written to {outcome.path}"
 
 
 def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class DataConfig:
     path: str | None = knob(
         None, "CSV to train on; relative to this config file's folder (--data overrides)", path=True
     )
+    series_id: str | None = knob(None, "column naming the series in a long-format CSV; null = one series")
     timestamp: str | None = knob("timestamp", "column holding each row's time; null numbers the rows 0, 1, 2, …")
     target: list[str] = knob([], "column, or list of columns, to forecast (required)")
     features: list[str] = knob([], "extra numeric input columns, observed up to the forecast origin")
@@ -63,6 +64,16 @@ class DataConfig:
     )
     start: str | None = knob(None, "first timestamp to use (inclusive); null starts at the first row")
     end: str | None = knob(None, "last timestamp to use (inclusive); null ends at the last row")
+    calendar: str = knob(
+        "auto",
+        "time inputs as sine/cosine pairs for lookback and horizon: auto (by frequency), none, "
+        "or a comma list of hour, dayofweek, dayofmonth, month",
+    )
+    scaling: str = knob(
+        "standard",
+        "per-series scaling fitted on its training rows: standard (z-score) or none",
+        choices=("standard", "none"),
+    )
     split: SplitConfig = section(SplitConfig, "chronological validation/test fractions")
 
 
@@ -73,8 +84,9 @@ class WindowConfig:
     stride: int = knob(1, "steps between the starts of consecutive training windows", lo=1, hi=100_000)
     norm: str = knob(
         "last",
-        "per-window shift of the targets: by the lookback's last value, its mean, or none",
-        choices=("last", "mean", "none"),
+        "per-window normalisation of the targets: subtract the lookback's last value or mean, "
+        "divide by its mean |value| (scale; needs data.scaling: none), or none",
+        choices=("last", "mean", "scale", "none"),
     )
 
 
@@ -85,6 +97,9 @@ class ModelConfig:
     dropout: float = knob(0.1, "dropout between LSTM layers (ignored with one layer)", lo=0.0, hi=0.95)
     patch: int = knob(
         1, "consecutive steps fed to the LSTM as one input x_t; must divide window.lookback", lo=1, hi=100_000
+    )
+    series_embedding: int = knob(
+        0, "size of a learned per-series vector fed to the head (many series); 0 = off", lo=0, hi=1024
     )
     cell: str = knob(
         "fused",
@@ -137,6 +152,8 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+CALENDAR = ("hour", "dayofweek", "dayofmonth", "month")
 
 # ---------------------------------------------------------------------------- loading
 
@@ -356,6 +373,15 @@ def _check_cross_field(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"data.split.val + data.split.test = {s.val + s.test:g} leaves almost nothing to train on — keep it below 0.95"
         )
+    if w.norm == "scale" and cfg.data.scaling != "none":
+        raise ConfigError("window.norm: scale divides by the window's mean |value| — it needs data.scaling: none")
+    calendar = cfg.data.calendar.strip()
+    if calendar not in ("auto", "none"):
+        unknown = [c.strip() for c in calendar.split(",") if c.strip() not in CALENDAR]
+        if unknown:
+            raise ConfigError(
+                f"data.calendar: unknown {unknown[0]!r} — use auto, none, or some of {', '.join(CALENDAR)}"
+            )
     q = cfg.train.quantiles
     if q and cfg.train.loss != "quantile":
         raise ConfigError("train.quantiles is set but train.loss is not quantile — set train.loss: quantile")

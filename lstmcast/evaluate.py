@@ -1,6 +1,8 @@
 """Rolling-origin backtests: every origin through the model in large batches, scored next to naive baselines.
 
-Works on arrays (torch for the model, numpy for the scores); the pipeline supplies them.
+Works on arrays (torch for the model, numpy for the scores); the pipeline supplies them. With many
+series, each series is scored on its own (MASE by its own history) and the overall figures are the
+means over series, as in the M4 competition.
 """
 
 from __future__ import annotations
@@ -12,61 +14,74 @@ import numpy as np
 import torch
 
 from lstmcast import metrics, scaling
+from lstmcast.dataset import Dataset
 from lstmcast.model import StackedLSTM
 from lstmcast.train import predict_windows
-from lstmcast.windows import window_view
 
 
 @dataclass
 class Backtest:
-    origins: np.ndarray  # (N,) row index of each origin's first forecast row
+    origins: np.ndarray  # (N,) row index (in the dataset's concatenation) of each origin's first forecast row
+    series: np.ndarray  # (N,) series index of each origin
     actual: np.ndarray  # (N, horizon, targets), original units
     forecast: np.ndarray  # (N, horizon, targets): the point forecast (the median for quantile models)
     quantiles: np.ndarray | None  # (N, horizon, targets, Q) or None
     levels: list[float]
 
 
-def run(
-    model: StackedLSTM, scaled: torch.Tensor, values: np.ndarray, origins: np.ndarray, scaler: dict[str, Any]
-) -> Backtest:
-    """Forecast from each origin's preceding `lookback` rows; `scaled` and `values` hold the same rows."""
-    lookback, horizon, nt = _shape(model)
-    windows = window_view(scaled, lookback + horizon)
-    starts = torch.as_tensor(origins - lookback, device=scaled.device)
-    raw = predict_windows(model, windows, starts, lookback, nt).cpu().numpy()
+def run(model: StackedLSTM, ds: Dataset, origins: np.ndarray) -> Backtest:
+    """Forecast from each origin's preceding `lookback` rows, in original units."""
+    lookback, horizon, nt = model.lookback, model.horizon, model.n_targets
+    starts = torch.as_tensor(origins - lookback, device=ds.data.rows.device)
+    raw = predict_windows(model, ds.data, starts).cpu().numpy()
+    series = ds.series_of(origins)
     targets = slice(0, nt)
     if model.quantiles:
-        quantiles = scaling.inverse(np.moveaxis(raw, -1, 1), scaler, targets)  # (N, Q, horizon, nt)
+        quantiles = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series, targets)  # (N, Q, H, nt)
         quantiles = np.moveaxis(quantiles, 1, -1)
         forecast = quantiles[..., model.median]
     else:
-        quantiles, forecast = None, scaling.inverse(raw, scaler, targets)
-    actual = values[metrics.horizon_rows(origins, horizon)][..., :nt]
-    return Backtest(origins, actual, forecast, quantiles, list(model.quantiles))
+        quantiles, forecast = None, scaling.inverse_rows(raw, ds.mean, ds.std, series, targets)
+    actual = ds.values[metrics.horizon_rows(origins, horizon)][..., :nt]
+    return Backtest(origins, series, actual, forecast, quantiles, list(model.quantiles))
 
 
-def score(bt: Backtest, values: np.ndarray, season: int) -> dict[str, Any]:
+def score(bt: Backtest, ds: Dataset, season: int) -> dict[str, Any]:
     """Errors of the model and of the seasonal-naive and naive baselines on the same origins.
 
-    MASE divides by the in-sample seasonal-naive error of the rows before the first origin.
+    MASE divides by the in-sample seasonal-naive error of each series' rows before its first origin.
     """
-    nt = bt.actual.shape[-1]
-    horizon = bt.actual.shape[1]
-    scale = metrics.mase_scale(values[: bt.origins[0], :nt], season)
+    nt, horizon = bt.actual.shape[-1], bt.actual.shape[1]
+    targets = ds.values[:, :nt]
+    series_start = ds.offsets[bt.series]
     forecasts = {
         "model": bt.forecast,
-        "seasonal_naive": metrics.seasonal_naive(values[:, :nt], bt.origins, horizon, season),
-        "naive": metrics.seasonal_naive(values[:, :nt], bt.origins, horizon, 1),
+        "seasonal_naive": metrics.seasonal_naive(targets, bt.origins, horizon, season, series_start),
+        "naive": metrics.seasonal_naive(targets, bt.origins, horizon, 1, series_start),
     }
-    result: dict[str, Any] = {"origins": len(bt.origins), "season": season}
-    per_step = {}
-    overall = {}
-    for name, forecast in forecasts.items():
-        scores = metrics.errors(forecast, bt.actual, scale)
-        overall[name], per_step[name] = scores["overall"], scores["per_step"]
-    result["overall"], result["per_step"] = overall, per_step
-    model_mase, naive_mase = overall["model"]["mase"], overall["seasonal_naive"]["mase"]
+    per_series = []
+    for s in np.unique(bt.series):
+        rows = bt.series == s
+        history = targets[ds.offsets[s] : bt.origins[rows][0]]
+        scale = metrics.mase_scale(history, season)
+        scores = {name: metrics.errors(f[rows], bt.actual[rows], scale) for name, f in forecasts.items()}
+        per_series.append((ds.ids[s], int(rows.sum()), scores))
+    result: dict[str, Any] = {"origins": len(bt.origins), "season": season, "series": len(per_series)}
+    result["overall"] = {name: _mean([sc[name]["overall"] for _, _, sc in per_series]) for name in forecasts}
+    result["per_step"] = {
+        name: {
+            k: _mean_lists([sc[name]["per_step"][k] for _, _, sc in per_series])
+            for k in ("mae", "rmse", "smape", "mase")
+        }
+        for name in forecasts
+    }
+    model_mase, naive_mase = result["overall"]["model"]["mase"], result["overall"]["seasonal_naive"]["mase"]
     result["relative_skill"] = model_mase / naive_mase if model_mase is not None and naive_mase else None
+    if len(per_series) > 1:
+        result["per_series"] = [
+            {"series": sid, "origins": n, **{name: sc[name]["overall"] for name in forecasts}}
+            for sid, n, sc in per_series
+        ]
     if bt.quantiles is not None:
         result["quantiles"] = {
             "levels": bt.levels,
@@ -76,5 +91,16 @@ def score(bt: Backtest, values: np.ndarray, season: int) -> dict[str, Any]:
     return result
 
 
-def _shape(model: StackedLSTM) -> tuple[int, int, int]:
-    return model.lookback, model.horizon, model.n_targets
+def _mean(dicts: list[dict[str, float | None]]) -> dict[str, float | None]:
+    out = {}
+    for key in dicts[0]:
+        values = [d[key] for d in dicts if d[key] is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out
+
+
+def _mean_lists(lists: list[list[float | None]]) -> list[float | None]:
+    array = np.array([[np.nan if x is None else x for x in row] for row in lists], dtype=float)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(array, axis=0) if np.isfinite(array).any() else array[0]
+    return [float(x) if np.isfinite(x) else None for x in means]

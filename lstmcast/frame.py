@@ -49,6 +49,9 @@ class Series:
         return str(row) if self.index is None else self.index[row].isoformat()
 
 
+Panel = list[tuple[str | None, Series]]
+
+
 def load_series(
     path: str | Path,
     *,
@@ -61,27 +64,94 @@ def load_series(
     end: str | None = None,
 ) -> Series:
     """Read, validate, sort, regularise and gap-fill one series from a CSV."""
+    panel = load_panel(
+        path, series_id=None, timestamp=timestamp, target=target, features=features, freq=freq, missing=missing,
+        start=start, end=end,
+    )  # fmt: skip
+    return panel[0][1]
+
+
+def load_panel(
+    path: str | Path,
+    *,
+    series_id: str | None,
+    timestamp: str | None,
+    target: list[str],
+    features: list[str],
+    freq: str = "auto",
+    missing: str = "interpolate",
+    start: str | None = None,
+    end: str | None = None,
+) -> Panel:
+    """Every series of a CSV (long format when `series_id` names a column), each validated on its own.
+
+    Series come sorted by id; all share one frequency. Errors name the series.
+    """
     path = Path(path)
     value_cols = list(target) + list(features)
-    wanted = ([timestamp] if timestamp else []) + value_cols
+    wanted = [c for c in (series_id, timestamp) if c] + value_cols
     frame = _read(path, wanted)
     lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
-
     values = _numeric(frame, value_cols, lines, path)
-    if timestamp is None:
+    if series_id is None:
+        groups: list[tuple[str | None, np.ndarray]] = [(None, np.arange(len(frame)))]
+    else:
+        ids = frame[series_id]
+        if ids.isna().any():
+            row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+            raise DataError(f"{path}: line {lines[row]}: empty {series_id!r} — every row needs a series id")
+        codes, names = pd.factorize(ids, sort=True)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        groups = [(str(n), order[bounds[i] : bounds[i + 1]]) for i, n in enumerate(names)]
+    if timestamp is not None and freq == "auto" and len(groups) > 1:
+        # One grid for all: inferred from the longest series, then checked on every series.
+        longest = max(groups, key=lambda g: len(g[1]))
+        freq = _panel_freq(
+            frame[timestamp].iloc[longest[1]], lines[longest[1]], f"{path}: series {longest[0]!r}", timestamp
+        )
+    panel: Panel = []
+    for sid, rows in groups:
+        where = str(path) if sid is None else f"{path}: series {sid!r}"
+        times = frame[timestamp].iloc[rows] if timestamp else None
+        panel.append(
+            (sid, _series(where, times, values[rows], lines[rows], value_cols, len(target), freq, missing, start, end))
+        )
+    return panel
+
+
+def _panel_freq(times: pd.Series, lines: np.ndarray, where: str, col: str) -> str:
+    index = _parse_times(times, lines, where, col)
+    return _resolve_freq(index.sort_values(), "auto", where, col)
+
+
+def _series(
+    where: str,
+    times: pd.Series | None,
+    values: np.ndarray,
+    lines: np.ndarray,
+    value_cols: list[str],
+    n_targets: int,
+    freq: str,
+    missing: str,
+    start: str | None,
+    end: str | None,
+) -> Series:
+    if times is None:
         index, step_freq = None, None
     else:
-        index = _parse_times(frame[timestamp], lines, path, timestamp)
+        col = str(times.name)
+        index = _parse_times(times, lines, where, col)
         order = np.argsort(index.asi8, kind="stable")
         if not (order == np.arange(len(order))).all():
             index, values, lines = index[order], values[order], lines[order]
-        _check_duplicates(index, lines, path, timestamp)
-        step_freq = _resolve_freq(index, freq, path, timestamp)
-        keep = _in_range(index, start, end, path)
+        _check_duplicates(index, lines, where, col)
+        step_freq = _resolve_freq(index, freq, where, col)
+        keep = _in_range(index, start, end, where)
         if keep is not None:
             index, values, lines = index[keep], values[keep], lines[keep]
         if len(index) == 0:
-            raise DataError(f"{path}: no rows between data.start and data.end — widen the range")
+            raise DataError(f"{where}: no rows between data.start and data.end — widen the range")
 
     filled_rows = 0
     if index is not None and len(index) > 1:
@@ -91,13 +161,13 @@ def load_series(
             if (positions < 0).any():
                 bad = int(np.flatnonzero(positions < 0)[0])
                 raise DataError(
-                    f"{path}: line {lines[bad]}: timestamp {index[bad]} is off the {step_freq} grid — "
+                    f"{where}: line {lines[bad]}: timestamp {index[bad]} is off the {step_freq} grid — "
                     "fix the time or set data.freq to the data's true frequency"
                 )
             if missing == "error":
                 gap = full[np.setdiff1d(np.arange(len(full)), positions)[0]]
                 raise DataError(
-                    f"{path}: no row for {gap} (a gap in the {step_freq} series) — add it, "
+                    f"{where}: no row for {gap} (a gap in the {step_freq} series) — add it, "
                     "or set data.missing to interpolate or ffill"
                 )
             grown = np.full((len(full), values.shape[1]), np.nan)
@@ -105,11 +175,14 @@ def load_series(
             filled_rows = len(full) - len(index)
             values, index = grown, full
 
-    values, filled_cells = _fill(values, value_cols, missing, path, lines)
+    for j, col in enumerate(value_cols):
+        if np.isnan(values[:, j]).all():
+            raise DataError(f"{where}: column {col!r} has no numeric values — check the column or the file")
+    values, filled_cells = _fill(values, value_cols, missing, where, lines)
     return Series(
         values=values,
         columns=value_cols,
-        n_targets=len(target),
+        n_targets=n_targets,
         index=index,
         freq=step_freq,
         filled_rows=filled_rows,
@@ -174,8 +247,6 @@ def _numeric(frame: pd.DataFrame, columns: list[str], lines: np.ndarray, path: P
         if np.isinf(out[:, j]).any():
             row = int(np.flatnonzero(np.isinf(out[:, j]))[0])
             raise DataError(f"{path}: line {lines[row]}, column {col!r}: infinite value — replace it")
-        if np.isnan(out[:, j]).all():
-            raise DataError(f"{path}: column {col!r} has no numeric values — check the column or the file")
     return out
 
 
@@ -334,14 +405,67 @@ def row_at(series: Series, when: str, flag: str) -> int:
     return int(series.index.searchsorted(stamp))
 
 
+def calendar_names(setting: str, freq: str | None) -> list[str]:
+    """Which calendar inputs to derive: `auto` picks those that vary within the data's frequency."""
+    if freq is None or setting.strip() == "none":
+        return []
+    if setting.strip() != "auto":
+        return [c.strip() for c in setting.split(",") if c.strip()]
+    offset = to_offset(freq)
+    if (
+        isinstance(offset, offsets.Tick)
+        and not isinstance(offset, offsets.Day)
+        and offset.nanos < pd.Timedelta(days=1).value
+    ):
+        return ["hour", "dayofweek"]
+    if isinstance(offset, (offsets.Day, offsets.BusinessDay)):
+        return ["dayofweek", "month"]
+    if isinstance(
+        offset, (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.QuarterBegin, offsets.QuarterEnd)
+    ):
+        return ["month"]
+    return []
+
+
+def calendar_features(index: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
+    """(rows, 2·len(names)) float32: sin and cos of each calendar position as a fraction of its cycle."""
+    phase = {
+        "hour": lambda: (index.hour + index.minute / 60) / 24,
+        "dayofweek": lambda: index.day_of_week / 7,
+        "dayofmonth": lambda: (index.day - 1) / index.days_in_month,
+        "month": lambda: (index.month - 1) / 12,
+    }
+    columns = []
+    for name in names:
+        angle = 2 * np.pi * np.asarray(phase[name](), dtype=np.float64)
+        columns += [np.sin(angle), np.cos(angle)]
+    return np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((len(index), 0), np.float32)
+
+
 # ---------------------------------------------------------------------------- output
 
 
-def write_forecast(path: str | Path, labels: pd.Index, columns: list[str], values: np.ndarray, label_name: str) -> None:
-    """Write a forecast CSV atomically: a label column, then one column per target."""
-    frame = pd.DataFrame(values, columns=columns)
-    frame.insert(0, label_name, labels)
-    write_frame(path, frame)
+def write_forecast(
+    path: str | Path,
+    labels: list[pd.Index],
+    columns: list[str],
+    values: np.ndarray,
+    label_name: str,
+    ids: list[str | None],
+    series_col: str | None,
+) -> None:
+    """Write a forecast CSV atomically: [series id,] time label, one column per target (and quantile).
+
+    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is set.
+    """
+    parts = []
+    for sid, idx, block in zip(ids, labels, values, strict=True):
+        part = pd.DataFrame(block, columns=columns)
+        part.insert(0, label_name, idx)
+        if series_col is not None:
+            part.insert(0, series_col, sid)
+        parts.append(part)
+    write_frame(path, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
 
 def table(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -16,12 +16,15 @@ def horizon_rows(origins: np.ndarray, horizon: int) -> np.ndarray:
     return origins[:, None] + np.arange(horizon)
 
 
-def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+def seasonal_naive(
+    values: np.ndarray, origins: np.ndarray, horizon: int, season: int, starts: np.ndarray | int = 0
+) -> np.ndarray:
     """Repeat the last full season before each origin: ŷ[t+h] = y[t + (h mod m) − m]; (N, horizon, columns).
 
-    With season 1 this is the naive forecast (repeat the last value).
+    With season 1 this is the naive forecast (repeat the last value). `starts` is the first row of
+    each origin's series: the season shrinks rather than read another series' rows.
     """
-    back = np.minimum(season, origins)[:, None]  # never read before row 0
+    back = np.minimum(season, origins - starts)[:, None]
     rows = origins[:, None] - back + (np.arange(horizon)[None, :] % back)
     return values[rows]
 

@@ -32,11 +32,14 @@ class StackedLSTM(nn.Module):
         norm: str = "last",
         quantiles: list[float] | None = None,
         cell: str = "fused",
+        n_future: int = 0,
+        n_series: int = 0,
+        series_embedding: int = 0,
     ) -> None:
         super().__init__()
         if lookback % patch:
             raise ValueError(f"lookback {lookback} is not a multiple of patch {patch}")
-        if norm not in ("last", "mean", "none"):
+        if norm not in ("last", "mean", "scale", "none"):
             raise ValueError(f"unknown norm {norm!r}")
         self.n_targets, self.lookback, self.horizon = n_targets, lookback, horizon
         self.patch, self.norm = patch, norm
@@ -51,7 +54,12 @@ class StackedLSTM(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(hidden_size, horizon * n_targets * max(1, len(self.quantiles)))
+        self.n_future = n_future
+        # Known-future inputs (calendar) of every horizon step go straight to the head, beside h_T:
+        # the direct multi-step head then knows which hour/day each output step is.
+        self.embedding = nn.Embedding(n_series, series_embedding) if series_embedding and n_series else None
+        head_in = hidden_size + horizon * n_future + (series_embedding if self.embedding is not None else 0)
+        self.head = nn.Linear(head_in, horizon * n_targets * max(1, len(self.quantiles)))
         self._init_forget_bias()
 
     def _init_forget_bias(self) -> None:
@@ -63,22 +71,30 @@ class StackedLSTM(nn.Module):
                 getattr(self.lstm, f"bias_ih_l{k}")[h : 2 * h].fill_(1.0)
                 getattr(self.lstm, f"bias_hh_l{k}")[h : 2 * h].fill_(0.0)
 
-    def lstm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM's input sequence (B, lookback / patch, patch·C) and the per-window shift (B, 1, nt)."""
+    def lstm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM's input sequence (B, lookback / patch, patch·C) and the window's (shift, scale), each (B, 1, nt)."""
         batch, lookback, channels = x.shape
         nt = self.n_targets
-        shift = self._shift(x[..., :nt])
-        x = torch.cat([x[..., :nt] - shift, x[..., nt:]], dim=-1)
-        return x.reshape(batch, lookback // self.patch, self.patch * channels), shift
+        shift, scale = self._normalizer(x[..., :nt])
+        x = torch.cat([(x[..., :nt] - shift) / scale, x[..., nt:]], dim=-1)
+        return x.reshape(batch, lookback // self.patch, self.patch * channels), (shift, scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, future: torch.Tensor | None = None, series: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, lookback, C); future (B, horizon, n_future) known-future inputs; series (B,) ids for the embedding."""
         batch, nt = x.shape[0], self.n_targets
-        steps, shift = self.lstm_inputs(x)
-        out = self.lstm(steps)[0]  # (B, steps, hidden)
-        y = self.head(out[:, -1])  # (B, horizon · nt · Q)
+        steps, (shift, scale) = self.lstm_inputs(x)
+        features = [self.lstm(steps)[0][:, -1]]  # h_T of the top layer (B, hidden)
+        if self.n_future:
+            features.append(future.reshape(batch, -1))
+        if self.embedding is not None:
+            features.append(self.embedding(series))
+        y = self.head(torch.cat(features, dim=-1) if len(features) > 1 else features[0])  # (B, horizon · nt · Q)
         if not self.quantiles:
-            return y.view(batch, self.horizon, nt) + shift
-        return self._monotone(y.view(batch, self.horizon, nt, len(self.quantiles))) + shift[..., None]
+            return y.view(batch, self.horizon, nt) * scale + shift
+        y = self._monotone(y.view(batch, self.horizon, nt, len(self.quantiles)))
+        return y * scale[..., None] + shift[..., None]
 
     def _monotone(self, raw: torch.Tensor) -> torch.Tensor:
         """Quantiles that cannot cross: the median plus cumulative positive gaps either side."""
@@ -92,12 +108,16 @@ class StackedLSTM(nn.Module):
         """The point forecast (B, horizon, nt): the median when forecasting quantiles."""
         return forecast[..., self.median] if self.quantiles else forecast
 
-    def _shift(self, targets: torch.Tensor) -> torch.Tensor:
+    def _normalizer(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per window: last → subtract the last value; mean → subtract the mean; scale → divide by the mean |value|."""
+        zero, one = torch.zeros_like(targets[:, :1]), torch.ones_like(targets[:, :1])
         if self.norm == "last":
-            return targets[:, -1:]
+            return targets[:, -1:], one
         if self.norm == "mean":
-            return targets.mean(dim=1, keepdim=True)
-        return torch.zeros_like(targets[:, :1])
+            return targets.mean(dim=1, keepdim=True), one
+        if self.norm == "scale":
+            return zero, targets.abs().mean(dim=1, keepdim=True).clamp_min(1e-6)
+        return zero, one
 
 
 def build(args: dict[str, Any]) -> StackedLSTM:

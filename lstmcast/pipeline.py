@@ -26,19 +26,29 @@ import torch
 from lstmcast import checkpoint, evaluate, frame, lock, metrics, scaling
 from lstmcast.atomic import ensure_dir, render_path, write_text
 from lstmcast.config import Config, TrainConfig, config_from_dict, quantile_levels, to_yaml
+from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
 from lstmcast.model import StackedLSTM, build, parameter_count
 from lstmcast.report import Reporter
 from lstmcast.split import Split, check_length, origins
 from lstmcast.train import Stopped, Trainer, loss_function, loss_on
-from lstmcast.windows import window_view
 
 
 @dataclass
 class Prepared:
-    series: frame.Series
-    split: Split
+    panel: frame.Panel
+    splits: list[Split]
     data_path: Path
+    calendar: list[str]
+    skipped: list[str]
+
+    @property
+    def rows(self) -> int:
+        return sum(series.rows for _, series in self.panel)
+
+    @property
+    def freq(self) -> str | None:
+        return self.panel[0][1].freq
 
 
 @dataclass
@@ -55,21 +65,23 @@ class PredictOutcome:
     first: str
     last: str
     plot_data: dict[str, Any] | None = None  # the recent history and the forecast columns, for --plot
+    series: int = 1
 
 
 # ---------------------------------------------------------------------------- shared steps
 
 
 def prepare(cfg: Config, reporter: Reporter) -> Prepared:
-    """Load and validate the config's data and check it is long enough for every split."""
-    d = cfg.data
+    """Load and validate the config's data; every series kept is long enough for every split."""
+    d, w = cfg.data, cfg.window
     if d.path is None:
         raise ConfigError("data.path is not set — add it to the config or pass --data CSV")
     if not d.target:
         raise ConfigError("data.target is not set — name the column (or list of columns) to forecast")
     data_path = Path(d.path)
-    series = frame.load_series(
+    panel = frame.load_panel(
         data_path,
+        series_id=d.series_id,
         timestamp=d.timestamp,
         target=d.target,
         features=d.features,
@@ -78,14 +90,34 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
         start=d.start,
         end=d.end,
     )
-    if series.filled_rows or series.filled_cells:
-        reporter.info(
-            f"filled {series.filled_rows} missing rows and {series.filled_cells} empty cells in {data_path} ({d.missing})"
-        )
-    split = check_length(
-        series.rows, cfg.window.lookback, cfg.window.horizon, d.split.val, d.split.test, str(data_path)
-    )
-    return Prepared(series, split, data_path)
+    _report_filled(panel, reporter, d.missing)
+    if len(panel) == 1:
+        splits = [check_length(panel[0][1].rows, w.lookback, w.horizon, d.split.val, d.split.test, str(data_path))]
+        kept, skipped = panel, []
+    else:
+        kept, splits, skipped = [], [], []
+        for sid, series in panel:
+            try:
+                splits.append(check_length(series.rows, w.lookback, w.horizon, d.split.val, d.split.test, ""))
+                kept.append((sid, series))
+            except DataError:
+                skipped.append(str(sid))
+        if not kept:
+            longest = max(series.rows for _, series in panel)
+            check_length(longest, w.lookback, w.horizon, d.split.val, d.split.test, f"{data_path}: the longest series")
+        if skipped:
+            reporter.info(
+                f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split"
+            )
+    calendar = frame.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
+    return Prepared(kept, splits, data_path, calendar, skipped)
+
+
+def _report_filled(panel: frame.Panel, reporter: Reporter, missing: str) -> None:
+    rows = sum(s.filled_rows for _, s in panel)
+    cells = sum(s.filled_cells for _, s in panel)
+    if rows or cells:
+        reporter.info(f"filled {rows} missing rows and {cells} empty cells ({missing})")
 
 
 def _device(name: str) -> torch.device:
@@ -141,35 +173,50 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
     init = checkpoint.load(options.init_from) if options.init_from else None
 
     prep = prepare(cfg, reporter)
-    series, split = prep.series, prep.split
-    if series.freq is not None:  # the resolved config records the frequency actually used
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, freq=series.freq))
+    if prep.freq is not None:  # the resolved config records the frequency actually used
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, freq=prep.freq))
     w, m, t = cfg.window, cfg.model, cfg.train
-    fingerprint = hashlib.sha256(series.values.tobytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for sid, series in prep.panel:
+        digest.update(f"{sid}".encode())
+        digest.update(series.values.tobytes())
+    fingerprint = digest.hexdigest()[:16]
     if resume_state is not None:
         _check_resumable(resume_state, cfg, fingerprint, state_path)
         scaler = resume_state["scaler"]
     elif init is not None and not options.refit_scaler:
         scaler = init["scaler"]
     else:
-        scaler = scaling.fit(series.values[: split.train])
+        scaler = fit_scaler(prep.panel, prep.splits, cfg.data.scaling)
     device = _device(t.device)
     _use_threads(t)
 
-    scaled = torch.from_numpy(scaling.transform(series.values, scaler)).to(device)
-    windows = window_view(scaled, w.lookback + w.horizon)
-    parts = origins(split, w.lookback, w.horizon, w.stride)
-    starts = {k: torch.as_tensor(v - w.lookback, device=device) for k, v in parts.items()}
+    ids = [sid for sid, _ in prep.panel]
+    embed = m.series_embedding > 0
+    ds = assemble(
+        prep.panel,
+        scaler,
+        lookback=w.lookback,
+        horizon=w.horizon,
+        calendar=prep.calendar,
+        splits=prep.splits,
+        stride=w.stride,
+        device=device,
+        series_codes=list(range(len(ids))) if embed else None,
+    )
+    starts = {k: torch.as_tensor(v - w.lookback, device=device) for k, v in ds.parts.items()}
+    n_series = f"{len(ids)} series, " if len(ids) > 1 else ""
     reporter.info(
-        f"{series.rows} rows of {prep.data_path} ({series.freq or 'steps'}): "
-        f"{len(parts['train'])} training, {len(parts['val'])} validation, {len(parts['test'])} test windows; "
+        f"{n_series}{prep.rows} rows of {prep.data_path} ({prep.freq or 'steps'}): "
+        f"{len(ds.parts['train'])} training, {len(ds.parts['val'])} validation, {len(ds.parts['test'])} test windows; "
         f"training on {device} with {torch.get_num_threads()} threads"
     )
 
     torch.manual_seed(t.seed)
+    first_series = prep.panel[0][1]
     model_args = dict(
-        n_inputs=len(series.columns),
-        n_targets=series.n_targets,
+        n_inputs=ds.data.rows.shape[1],
+        n_targets=first_series.n_targets,
         lookback=w.lookback,
         horizon=w.horizon,
         hidden_size=m.hidden_size,
@@ -179,20 +226,14 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         norm=w.norm,
         quantiles=quantile_levels(t),
         cell=m.cell,
+        n_future=ds.data.n_future,
+        n_series=len(ids) if embed else 0,
+        series_embedding=m.series_embedding,
     )
     model = StackedLSTM(**model_args).to(device)
     if init is not None:
         _warm_start(model, model_args, init, cfg, Path(options.init_from or ""))
-    trainer = Trainer(
-        model,
-        windows,
-        starts["train"],
-        starts["val"],
-        lookback=w.lookback,
-        n_targets=series.n_targets,
-        cfg=t,
-        progress=reporter,
-    )
+    trainer = Trainer(model, ds.data, starts["train"], starts["val"], cfg=t, progress=reporter)
     if resume_state is not None:
         trainer.load_state_dict(resume_state["trainer"])
         reporter.info(f"resuming from {state_path}: epoch {trainer.epoch}, step {trainer.step}")
@@ -215,7 +256,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
                 128 + stop.signum,
             ) from None
 
-    scores = _score(model, scaled, windows, starts, parts, series, scaler, cfg)
+    scores = _score(model, ds, starts, prep.freq, cfg)
     scores.update(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
@@ -223,7 +264,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         train_seconds=round(result.seconds, 3),
         total_seconds=round(time.perf_counter() - started, 3),
         parameters=parameter_count(model),
-        windows={k: len(v) for k, v in parts.items()},
+        windows={k: len(v) for k, v in ds.parts.items()},
     )
 
     write_text(out_dir / "config.yaml", to_yaml(cfg))
@@ -231,7 +272,8 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
     history = [dataclasses.asdict(p) for p in result.history]
     frame.write_frame(out_dir / "history.csv", frame.table(history))
     ckpt_path = out_dir / "model.pt"
-    first, last = series.label(0), series.label(series.rows - 1)
+    single = len(ids) == 1 and ids[0] is None
+    labels = _periods(prep)
     checkpoint.save(
         ckpt_path,
         {
@@ -243,12 +285,12 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
                 "timestamp": cfg.data.timestamp,
                 "target": list(cfg.data.target),
                 "features": list(cfg.data.features),
+                "series_id": cfg.data.series_id,
             },
-            "freq": series.freq,
-            "series": None,
-            "train_period": [first, series.label(split.train - 1)],
-            "test_start": series.label(split.train + split.val) if split.test else None,
-            "data_period": [first, last],
+            "calendar": prep.calendar,
+            "freq": prep.freq,
+            "series": None if single else ids,
+            **labels,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "metrics": scores,
         },
@@ -324,26 +366,30 @@ def _warm_start(
     model.load_state_dict(init["model_state"])
 
 
+def _periods(prep: Prepared) -> dict[str, Any]:
+    """Time ranges for the checkpoint's card; `test_start` lets evaluate default to the test period."""
+    _sid, first = prep.panel[0]
+    split = prep.splits[0]
+    single = len(prep.panel) == 1
+    return {
+        "train_period": [first.label(0), first.label(split.train - 1)] if single else None,
+        "data_period": [first.label(0), first.label(first.rows - 1)] if single else None,
+        "test_start": first.label(split.train + split.val) if single and split.test else None,
+    }
+
+
 def _score(
-    model: StackedLSTM,
-    scaled: torch.Tensor,
-    windows: torch.Tensor,
-    starts: dict[str, torch.Tensor],
-    parts: dict[str, np.ndarray],
-    series: frame.Series,
-    scaler: dict[str, Any],
-    cfg: Config,
+    model: StackedLSTM, ds: Dataset, starts: dict[str, torch.Tensor], freq: str | None, cfg: Config
 ) -> dict[str, Any]:
     """Losses on each part (scaled), and test errors in original units next to naive baselines."""
-    w, nt = cfg.window, series.n_targets
     loss_fn = loss_function(cfg.train.loss, quantile_levels(cfg.train))
     scores: dict[str, Any] = {"loss": cfg.train.loss}
     for part in ("train", "val", "test"):
         idx = starts[part]
-        scores[f"{part}_loss"] = loss_on(model, windows, idx, w.lookback, nt, loss_fn) if len(idx) else None
-    if len(parts["test"]):
-        bt = evaluate.run(model, scaled, series.values, parts["test"], scaler)
-        result = evaluate.score(bt, series.values, frame.season_length(series.freq))
+        scores[f"{part}_loss"] = loss_on(model, ds.data, idx, loss_fn) if len(idx) else None
+    if len(ds.parts["test"]):
+        bt = evaluate.run(model, ds, ds.parts["test"])
+        result = evaluate.score(bt, ds, frame.season_length(freq))
         for name, errors in result["overall"].items():
             flat = {f"test_{k}": v for k, v in errors.items()}
             if name == "model":
@@ -384,58 +430,123 @@ def load_model(payload: dict[str, Any], source: Path, cell: str | None = None) -
     return model.eval()
 
 
-def _load_for(payload: dict[str, Any], data_path: Path, reporter: Reporter) -> frame.Series:
+def _load_for(
+    payload: dict[str, Any], data_path: Path, reporter: Reporter, only: list[str] | None = None
+) -> frame.Panel:
     """Read a CSV the way the checkpoint's training data was read: same columns, frequency and gap policy."""
     cols, missing = payload["columns"], payload["config"]["data"]["missing"]
-    series = frame.load_series(
+    panel = frame.load_panel(
         data_path,
+        series_id=cols.get("series_id"),
         timestamp=cols["timestamp"],
         target=cols["target"],
         features=cols["features"],
         freq=payload["freq"] or "auto",
         missing=missing,
     )
-    if series.filled_rows or series.filled_cells:
-        reporter.info(f"filled {series.filled_rows} missing rows and {series.filled_cells} empty cells ({missing})")
-    return series
+    if only:
+        known = {sid for sid, _ in panel}
+        absent = [sid for sid in only if sid not in known]
+        if absent:
+            raise DataError(
+                f"{data_path}: no series {absent[0]!r} — it has {len(known)} series, e.g. {sorted(known)[:3]}"
+            )
+        panel = [(sid, series) for sid, series in panel if sid in only]
+    _report_filled(panel, reporter, missing)
+    return panel
 
 
-def predict(ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: Reporter) -> PredictOutcome:
+def _dataset_for(
+    payload: dict[str, Any],
+    model: StackedLSTM,
+    panel: frame.Panel,
+    reporter: Reporter,
+    splits: list[Split] | None = None,
+) -> Dataset:
+    """Scale and window data for a trained model: its scaler, calendar and series embedding."""
+    trained = payload.get("series") or [None]
+    codes = None
+    if model.embedding is not None:
+        unknown = [sid for sid, _ in panel if sid not in trained]
+        if unknown:
+            raise DataError(
+                f"series {unknown[0]!r} was not in the training data and the model learned one vector per series "
+                "(model.series_embedding) — retrain including it"
+            )
+        codes = [trained.index(sid) for sid, _ in panel]
+    ds = assemble(
+        panel,
+        payload["scaler"],
+        lookback=model.lookback,
+        horizon=model.horizon,
+        calendar=payload.get("calendar", []),
+        splits=splits,
+        series_codes=codes,
+    )
+    if ds.unseen:
+        reporter.warning(
+            f"{len(ds.unseen)} series not seen in training (e.g. {ds.unseen[0]!r}) are scaled by their own history"
+        )
+    return ds
+
+
+def predict(
+    ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: Reporter, only: list[str] | None = None
+) -> PredictOutcome:
     payload = checkpoint.load(ckpt_path)
     model = load_model(payload, ckpt_path)
-    series = _load_for(payload, data_path, reporter)
-    if series.rows < model.lookback:
+    panel = _load_for(payload, data_path, reporter, only)
+    short = [(sid, s.rows) for sid, s in panel if s.rows < model.lookback]
+    if short:
+        sid, rows = short[0]
+        which = f"series {sid!r} in " if sid is not None else ""
+        more = f" ({len(short)} series are too short)" if len(short) > 1 else ""
         raise DataError(
-            f"{data_path} has {series.rows} rows but the model reads the last {model.lookback} (window.lookback) — "
+            f"{which}{data_path} has {rows} rows but the model reads the last {model.lookback} (window.lookback){more} — "
             "supply more history"
         )
     _use_threads(config_from_dict(payload["config"], source=str(ckpt_path)).train)
-    history = torch.from_numpy(scaling.transform(series.values[-model.lookback :], payload["scaler"]))
+    ds = _dataset_for(payload, model, panel, reporter)
+    lookback, horizon = model.lookback, model.horizon
+    ends = ds.offsets[1:]  # one past each series' last row
+    future = None
+    labels = [frame.future_labels(series, horizon) for _, series in panel]
+    calendar = payload.get("calendar", [])
+    if calendar:  # the horizon's calendar comes from the future timestamps
+        future = torch.from_numpy(np.stack([frame.calendar_features(idx, calendar) for idx in labels]))
+    x = ds.data.rows[torch.as_tensor((ends - lookback)[:, None] + np.arange(lookback))]  # (S, lookback, C)
+    series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
     with torch.no_grad():
-        raw = model(history[None])[0].numpy()  # (horizon, nt[, Q])
+        raw = model(x, future, series_codes).numpy()  # (S, horizon, nt[, Q])
     targets = payload["columns"]["target"]
+    nt = len(targets)
+    series_index = np.arange(len(panel))
     columns, blocks = list(targets), []
     if model.quantiles:
-        per_level = scaling.inverse(np.moveaxis(raw, -1, 0), payload["scaler"], slice(0, len(targets)))  # (Q, H, nt)
-        blocks.append(per_level[model.median])
-        for level, block in zip(model.quantiles, per_level, strict=True):
+        per_level = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series_index, slice(0, nt))
+        blocks.append(per_level[:, model.median])
+        for q, level in enumerate(model.quantiles):
             columns += [f"{t}_{metrics.quantile_name(level)}" for t in targets]
-            blocks.append(block)
+            blocks.append(per_level[:, q])
     else:
-        blocks.append(scaling.inverse(raw, payload["scaler"], slice(0, len(targets))))
-    labels = frame.future_labels(series, model.horizon)
-    out = render_path(out_path, origin=labels[0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
-    table = np.concatenate(blocks, axis=1)
-    frame.write_forecast(out, labels, columns, table, payload["columns"]["timestamp"] or "step")
-    recent = slice(max(0, series.rows - 3 * model.horizon), series.rows)
+        blocks.append(scaling.inverse_rows(raw, ds.mean, ds.std, series_index, slice(0, nt)))
+    table = np.concatenate(blocks, axis=-1)  # (S, horizon, columns)
+    first = labels[0][0]
+    out = render_path(out_path, origin=first) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
+    label_name = payload["columns"]["timestamp"] or "step"
+    series_col = payload["columns"].get("series_id") if payload.get("series") or len(panel) > 1 else None
+    frame.write_forecast(out, labels, columns, table, label_name, [sid for sid, _ in panel], series_col)
+    _sid0, series0 = panel[0]
+    recent = slice(max(0, series0.rows - 3 * horizon), series0.rows)
     plot_data = {
-        "history_x": series.index[recent] if series.index is not None else np.arange(series.rows)[recent],
-        "history_y": series.values[recent, : len(targets)],
-        "future_x": labels,
-        "columns": dict(zip(columns, table.T, strict=True)),
+        "history_x": series0.index[recent] if series0.index is not None else np.arange(series0.rows)[recent],
+        "history_y": series0.values[recent, :nt],
+        "future_x": labels[0],
+        "columns": dict(zip(columns, table[0].T, strict=True)),
         "targets": targets,
     }
-    return PredictOutcome(out, model.horizon, str(labels[0]), str(labels[-1]), plot_data)
+    last = max(lab[-1] for lab in labels)
+    return PredictOutcome(out, horizon, str(first), str(last), plot_data, len(panel))
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -451,38 +562,67 @@ def evaluate_checkpoint(
     stride: int = 1,
     season: int | None = None,
 ) -> dict[str, Any]:
-    """Rolling-origin backtest of a checkpoint on a CSV, by default over its test period."""
+    """Rolling-origin backtest of a checkpoint on a CSV, by default over its test period (each series' own)."""
     payload = checkpoint.load(ckpt_path)
     model = load_model(payload, ckpt_path)
-    series = _load_for(payload, data_path, reporter)
+    panel = _load_for(payload, data_path, reporter)
+    cfg = config_from_dict(payload["config"], source=str(ckpt_path))
     lookback, horizon = model.lookback, model.horizon
-    candidates = np.arange(lookback, series.rows - horizon + 1)
-    if start is None and payload.get("test_start") is None:
-        raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
-    first = _row_at(series, start if start is not None else payload["test_start"], "--start")
-    last = _row_at(series, end, "--end") if end is not None else series.rows - 1
-    origins = candidates[(candidates >= first) & (candidates + horizon - 1 <= last)][::stride]
+    use_test_part = start is None and payload.get("test_start") is None
+    splits = None
+    if use_test_part:
+        if cfg.data.split.test == 0:
+            raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
+        splits = []
+        for sid, series in panel:
+            where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
+            splits.append(check_length(series.rows, lookback, horizon, cfg.data.split.val, cfg.data.split.test, where))
+    _use_threads(cfg.train)
+    ds = _dataset_for(payload, model, panel, reporter, splits)
+    if use_test_part:
+        chosen = ds.parts["test"]
+    else:
+        chosen = []
+        for i, (_, series) in enumerate(panel):
+            local = np.arange(lookback, series.rows - horizon + 1)
+            first = _row_at(series, start if start is not None else payload["test_start"], "--start")
+            last = _row_at(series, end, "--end") if end is not None else series.rows - 1
+            chosen.append(local[(local >= first) & (local + horizon - 1 <= last)] + ds.offsets[i])
+        chosen = np.concatenate(chosen)
+    if end is not None and use_test_part:
+        chosen = np.concatenate(
+            [
+                o[o - ds.offsets[i] + horizon - 1 <= _row_at(panel[i][1], end, "--end")]
+                for i, o in _by_series(ds, chosen)
+            ]
+        )
+    origins = np.concatenate([o[::stride] for _, o in _by_series(ds, chosen)]) if len(chosen) else chosen
     if not len(origins):
         raise DataError(
-            f"no forecast origins in {data_path} between {series.label(min(first, series.rows - 1))} and "
-            f"{series.label(last)} with lookback {lookback} and horizon {horizon} — widen --start/--end or supply more rows"
+            f"no forecast origins in {data_path} with lookback {lookback} and horizon {horizon} in the chosen period — "
+            "widen --start/--end or supply more rows"
         )
-    _use_threads(config_from_dict(payload["config"], source=str(ckpt_path)).train)
-    scaled = torch.from_numpy(scaling.transform(series.values, payload["scaler"]))
-    bt = evaluate.run(model, scaled, series.values, origins, payload["scaler"])
-    result = evaluate.score(bt, series.values, season or frame.season_length(series.freq))
+    bt = evaluate.run(model, ds, origins)
+    result = evaluate.score(bt, ds, season or frame.season_length(payload["freq"]))
+    first_series, first_index = panel[int(bt.series[0])][1], int(bt.origins[0] - ds.offsets[bt.series[0]])
+    last_series, last_index = panel[int(bt.series[-1])][1], int(bt.origins[-1] - ds.offsets[bt.series[-1]])
     result.update(
         checkpoint=str(ckpt_path),
         data=str(data_path),
         stride=stride,
         horizon=horizon,
         targets=payload["columns"]["target"],
-        first_origin=series.label(int(origins[0])),
-        last_origin=series.label(int(origins[-1])),
+        first_origin=first_series.label(first_index),
+        last_origin=last_series.label(last_index),
     )
-    result["_backtest"] = bt  # for plots; the CLI drops it before writing JSON
-    result["_labels"] = series
+    result["_backtest"] = bt  # for plots; the CLI drops these before writing JSON
+    result["_dataset"] = ds
     return result
+
+
+def _by_series(ds: Dataset, origins: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    series = ds.series_of(origins)
+    return [(int(s), origins[series == s]) for s in np.unique(series)]
 
 
 def _row_at(series: frame.Series, when: str | int, flag: str) -> int:
@@ -538,19 +678,26 @@ def _gate_report(
     """Forget/input/output gate statistics per layer over up to 1,024 windows of the data."""
     from lstmcast.reference import gate_summary
 
-    series = _load_for(payload, data_path, reporter)
-    if series.rows < model.lookback:
-        raise DataError(
-            f"{data_path} has {series.rows} rows; the model reads {model.lookback} per window — supply more"
+    panel = _load_for(payload, data_path, reporter)
+    ds = (
+        _dataset_for(
+            payload, model, [(sid, s) for sid, s in panel if s.rows >= model.lookback + model.horizon], reporter
         )
-    scaled = torch.from_numpy(scaling.transform(series.values, payload["scaler"]))
-    ends = np.unique(
-        np.linspace(model.lookback, series.rows, num=min(1024, series.rows - model.lookback + 1)).astype(int)
+        if any(s.rows >= model.lookback + model.horizon for _, s in panel)
+        else None
     )
-    windows = window_view(scaled, model.lookback)
+    if ds is None:
+        raise DataError(
+            f"{data_path}: no series has {model.lookback + model.horizon} rows (lookback + horizon) — supply more"
+        )
+    valid = np.concatenate(
+        [np.arange(ds.offsets[i], ds.offsets[i + 1] - model.lookback - model.horizon + 1) for i in range(len(ds.ids))]
+    )
+    starts = valid[np.unique(np.linspace(0, len(valid) - 1, num=min(1024, len(valid))).astype(int))]
     reference = load_model(payload, Path(""), cell="reference")
     with torch.no_grad():
-        steps, _ = reference.lstm_inputs(windows[torch.as_tensor(ends - model.lookback)].transpose(1, 2))
+        x = ds.data.take(torch.as_tensor(starts))[0][0]
+        steps, _ = reference.lstm_inputs(x)
         _, _, gates = reference.lstm(steps, record_gates=True)
     layers = gate_summary(gates)
     for layer in layers:
@@ -564,14 +711,22 @@ def _gate_report(
 def validate(cfg: Config, reporter: Reporter) -> dict[str, Any]:
     """Check the config and data as `train` would, without training; a summary of what it found."""
     prep = prepare(cfg, reporter)
-    parts = origins(prep.split, cfg.window.lookback, cfg.window.horizon, cfg.window.stride)
-    first, last = prep.series.label(0), prep.series.label(prep.series.rows - 1)
-    return {
-        "data": str(prep.data_path),
-        "rows": prep.series.rows,
-        "period": f"{first} … {last}",
-        "freq": prep.series.freq or "steps",
-        "filled": f"{prep.series.filled_rows} rows, {prep.series.filled_cells} cells",
-        "split rows": f"train {prep.split.train}, validation {prep.split.val}, test {prep.split.test}",
-        "windows": ", ".join(f"{k} {len(v)}" for k, v in parts.items()),
-    }
+    w = cfg.window
+    windows = {"train": 0, "val": 0, "test": 0}
+    for split in prep.splits:
+        for k, v in origins(split, w.lookback, w.horizon, w.stride).items():
+            windows[k] += len(v)
+    first = prep.panel[0][1]
+    summary = {"data": str(prep.data_path), "rows": prep.rows, "freq": prep.freq or "steps"}
+    if len(prep.panel) > 1:
+        summary["series"] = f"{len(prep.panel)} kept, {len(prep.skipped)} too short"
+    else:
+        summary["period"] = f"{first.label(0)} … {first.label(first.rows - 1)}"
+        sp = prep.splits[0]
+        summary["split rows"] = f"train {sp.train}, validation {sp.val}, test {sp.test}"
+    summary["filled"] = (
+        f"{sum(s.filled_rows for _, s in prep.panel)} rows, {sum(s.filled_cells for _, s in prep.panel)} cells"
+    )
+    summary["calendar"] = ", ".join(prep.calendar) or "none"
+    summary["windows"] = ", ".join(f"{k} {v}" for k, v in windows.items())
+    return summary

@@ -31,7 +31,7 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
-def plot_evaluation(path: Path, report: dict[str, Any], backtest: Any, series: Any) -> None:
+def plot_evaluation(path: Path, report: dict[str, Any], backtest: Any, dataset: Any) -> None:
     """Error by horizon step for the model and the baselines, and the forecast of one example origin."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
@@ -41,18 +41,20 @@ def plot_evaluation(path: Path, report: dict[str, Any], backtest: Any, series: A
     left.set(xlabel="horizon step", ylabel="MAE", title="error by horizon step")
     left.legend()
     i = len(backtest.origins) // 2
-    origin = int(backtest.origins[i])
-    horizon = report["horizon"]
-    past = range(max(0, origin - 3 * horizon), origin)
-    right.plot(list(past), series.values[list(past), 0], color="grey", label="history")
-    future = range(origin, origin + horizon)
-    right.plot(list(future), backtest.actual[i, :, 0], color="black", label="actual")
-    right.plot(list(future), backtest.forecast[i, :, 0], color="tab:blue", label="forecast")
+    origin, horizon = int(backtest.origins[i]), report["horizon"]
+    start = max(int(dataset.offsets[backtest.series[i]]), origin - 3 * horizon)
+    past = list(range(start - origin, 0))
+    right.plot(past, dataset.values[start:origin, 0], color="grey", label="history")
+    future = list(range(horizon))
+    right.plot(future, backtest.actual[i, :, 0], color="black", label="actual")
+    right.plot(future, backtest.forecast[i, :, 0], color="tab:blue", label="forecast")
     if backtest.quantiles is not None:
         right.fill_between(
-            list(future), backtest.quantiles[i, :, 0, 0], backtest.quantiles[i, :, 0, -1], alpha=0.25, label="interval"
+            future, backtest.quantiles[i, :, 0, 0], backtest.quantiles[i, :, 0, -1], alpha=0.25, label="interval"
         )
-    right.set(title=f"{report['targets'][0]} from origin {series.label(origin)}", xlabel="row")
+    series = dataset.ids[backtest.series[i]]
+    which = f" of series {series}" if series is not None else ""
+    right.set(title=f"{report['targets'][0]}{which}: one origin", xlabel="steps from the origin")
     right.legend()
     _save(fig, path)
     plt.close(fig)

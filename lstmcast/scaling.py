@@ -1,4 +1,9 @@
-"""Standard scaling: statistics fitted on the training rows only, stored as plain lists."""
+"""Scaling fitted on the training rows only, per series, stored as plain lists in the checkpoint.
+
+A state holds one row of statistics per series: `{"kind", "mean": [[…]], "std": [[…]], "ids": […]}`.
+Single-series states keep the flat format of checkpoint format 1 (`"mean": […]`), which still loads.
+`kind: none` keeps raw values (mean 0, std 1): for window normalisation by scale, as on M4.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,64 @@ import numpy as np
 _MIN_STD = 1e-8
 
 
-def fit(values: np.ndarray) -> dict[str, Any]:
-    """Per-column mean and standard deviation of `values` (rows, columns)."""
+def fit(values: np.ndarray, kind: str = "standard") -> dict[str, Any]:
+    """Per-column statistics of one series' training rows (rows, columns)."""
+    if kind == "none":
+        return {"kind": "none", "mean": [0.0] * values.shape[1], "std": [1.0] * values.shape[1]}
     mean = values.mean(axis=0)
     std = values.std(axis=0)
     std = np.where(std < _MIN_STD, 1.0, std)
     return {"kind": "standard", "mean": mean.tolist(), "std": std.tolist()}
 
 
+def combine(ids: list[str], states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One state for many series, in the order of `ids`."""
+    return {
+        "kind": states[0]["kind"],
+        "ids": list(ids),
+        "mean": [s["mean"] for s in states],
+        "std": [s["std"] for s in states],
+    }
+
+
+def for_series(state: dict[str, Any], sid: str | None) -> dict[str, Any] | None:
+    """The flat state of one series, or None if the state does not know it."""
+    if "ids" not in state:
+        return state
+    if sid not in state["ids"]:
+        return None
+    i = state["ids"].index(sid)
+    return {"kind": state["kind"], "mean": state["mean"][i], "std": state["std"][i]}
+
+
+def tables(state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics as (series, columns) arrays; a flat single-series state gives one row."""
+    mean, std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
+    return np.atleast_2d(mean), np.atleast_2d(std)
+
+
 def transform(values: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-    """Scale `values` (…, columns) to float32."""
+    """Scale one series' `values` (…, columns) to float32 with a flat state."""
     mean, std = _stats(state, values.shape[-1])
     return ((values - mean) / std).astype(np.float32)
 
 
 def inverse(values: np.ndarray, state: dict[str, Any], columns: slice = slice(None)) -> np.ndarray:
-    """Undo `transform` for `values` (…, k) holding the scaler's `columns` (default: all)."""
+    """Undo `transform` for `values` (…, k) holding the flat state's `columns` (default: all)."""
     mean, std = (np.asarray(state["mean"])[columns], np.asarray(state["std"])[columns])
     return values.astype(np.float64) * std + mean
+
+
+def inverse_rows(
+    values: np.ndarray, mean: np.ndarray, std: np.ndarray, series: np.ndarray, columns: slice
+) -> np.ndarray:
+    """Undo scaling of (N, …, k) forecasts whose origins belong to `series` (N,): rows of the (S, C) tables."""
+    shape = (len(series),) + (1,) * (values.ndim - 2) + (-1,)
+    return values.astype(np.float64) * std[series][:, columns].reshape(shape) + mean[series][:, columns].reshape(shape)
 
 
 def _stats(state: dict[str, Any], width: int) -> tuple[np.ndarray, np.ndarray]:
     mean, std = np.asarray(state["mean"]), np.asarray(state["std"])
     if mean.shape != (width,):
-        raise ValueError(f"scaler holds {mean.shape[0]} columns, data has {width}")
+        raise ValueError(f"scaler holds {mean.shape[-1]} columns, data has {width}")
     return mean, std

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from lstmcast.config import TrainConfig, quantile_levels
 from lstmcast.errors import TrainingDiverged
-from lstmcast.windows import gather
+from lstmcast.windows import WindowSet
 
 
 def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -91,18 +91,15 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        windows: torch.Tensor,
+        data: WindowSet,
         train_starts: torch.Tensor,
         val_starts: torch.Tensor,
         *,
-        lookback: int,
-        n_targets: int,
         cfg: TrainConfig,
         progress: Progress | None = None,
     ) -> None:
-        self.model, self.windows, self.cfg, self.progress = model, windows, cfg, progress
+        self.model, self.data, self.cfg, self.progress = model, data, cfg, progress
         self.train_starts, self.val_starts = train_starts, val_starts
-        self.lookback, self.n_targets = lookback, n_targets
         self.loss_fn = loss_function(cfg.loss, quantile_levels(cfg))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -160,8 +157,8 @@ class Trainer:
     def _train_batch(self) -> None:
         bs = self.cfg.batch_size
         assert self.order is not None
-        x, y = gather(self.windows, self.order[self.batch * bs : (self.batch + 1) * bs], self.lookback, self.n_targets)
-        loss = self.loss_fn(self.model(x), y)
+        inputs, y = self.data.take(self.order[self.batch * bs : (self.batch + 1) * bs])
+        loss = self.loss_fn(self.model(*inputs), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -173,7 +170,7 @@ class Trainer:
                 f"training loss became {value} in epoch {self.epoch} (step {self.step + 1}) — lower train.lr "
                 "(or set train.grad_clip) and check the data for extreme values; the previous model.pt was kept"
             )
-        self.running, self.seen, self.step = self.running + value * len(x), self.seen + len(x), self.step + 1
+        self.running, self.seen, self.step = self.running + value * len(y), self.seen + len(y), self.step + 1
         if self.progress:
             self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
 
@@ -182,7 +179,7 @@ class Trainer:
         r, epoch = self.result, min(self.epoch, self.cfg.epochs)
         val = None
         if len(self.val_starts):
-            val = loss_on(self.model, self.windows, self.val_starts, self.lookback, self.n_targets, self.loss_fn)
+            val = loss_on(self.model, self.data, self.val_starts, self.loss_fn)
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
         self.running, self.seen = 0.0, 0
         if val is not None and (r.best_val is None or val < r.best_val):
@@ -243,23 +240,19 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_windows(
-    model: nn.Module, windows: torch.Tensor, starts: torch.Tensor, lookback: int, n_targets: int
-) -> torch.Tensor:
-    """Forecasts (N, horizon, n_targets) for the windows at `starts`, in large batches."""
+def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor) -> torch.Tensor:
+    """Forecasts (N, horizon, n_targets[, Q]) for the windows at `starts`, in large batches."""
     model.eval()
-    parts = [model(gather(windows, chunk, lookback, n_targets)[0]) for chunk in starts.split(EVAL_BATCH)]
+    parts = [model(*data.take(chunk)[0]) for chunk in starts.split(EVAL_BATCH)]
     return torch.cat(parts) if parts else torch.empty(0)
 
 
 @torch.no_grad()
-def loss_on(
-    model: nn.Module, windows: torch.Tensor, starts: torch.Tensor, lookback: int, n_targets: int, loss_fn=F.mse_loss
-) -> float:
+def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn=F.mse_loss) -> float:
     """Mean loss over the windows at `starts`."""
     model.eval()
     total = 0.0
     for chunk in starts.split(EVAL_BATCH):
-        x, y = gather(windows, chunk, lookback, n_targets)
-        total += loss_fn(model(x), y).item() * len(chunk)
+        inputs, y = data.take(chunk)
+        total += loss_fn(model(*inputs), y).item() * len(chunk)
     return total / len(starts)

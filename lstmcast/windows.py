@@ -1,10 +1,13 @@
 """Training windows as views of one tensor, and batches gathered by index.
 
-Memory stays O(rows): `window_view` is a strided view over the scaled series, and a
-batch is one advanced-indexing gather of the windows it needs.
+Memory stays O(rows): `window_view` is a strided view over the scaled series (all series of a
+panel concatenated), and a batch is one advanced-indexing gather of the windows it needs.
+Windows never cross a series boundary because only origins inside one series are ever used.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -14,9 +17,28 @@ def window_view(series: torch.Tensor, length: int) -> torch.Tensor:
     return series.unfold(0, length, 1)
 
 
-def gather(
-    windows: torch.Tensor, starts: torch.Tensor, lookback: int, n_targets: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs (B, lookback, columns) and targets (B, horizon, n_targets) of the windows at `starts`."""
-    batch = windows[starts].transpose(1, 2)
-    return batch[:, :lookback], batch[:, lookback:, :n_targets]
+@dataclass
+class WindowSet:
+    """Windows over the concatenated, scaled rows, and how to cut a batch into model inputs.
+
+    Column layout: targets, then past features, then the `n_future` known-future columns
+    (calendar), which the model also reads over the horizon.
+    """
+
+    rows: torch.Tensor  # (rows, columns) float32
+    lookback: int
+    horizon: int
+    n_targets: int
+    n_future: int = 0
+    series_of_row: torch.Tensor | None = None  # (rows,) int64: which series each row belongs to
+
+    def __post_init__(self) -> None:
+        self.windows = window_view(self.rows, self.lookback + self.horizon)
+
+    def take(self, starts: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Model inputs (x, future, series) and targets (B, horizon, n_targets) of the windows at `starts`."""
+        batch = self.windows[starts].transpose(1, 2)  # (B, lookback + horizon, columns)
+        x, y = batch[:, : self.lookback], batch[:, self.lookback :, : self.n_targets]
+        future = batch[:, self.lookback :, batch.shape[-1] - self.n_future :] if self.n_future else None
+        series = self.series_of_row[starts] if self.series_of_row is not None else None
+        return (x, future, series), y

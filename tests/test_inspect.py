@@ -21,9 +21,10 @@ def test_reference_cell_trains_and_its_checkpoint_runs_in_the_fused_cell(project
     assert cli("predict", path, "--data", project / "series.csv").code == 0
     reference, fused = load_model(payload, path), load_model(payload, path, cell="fused")
     assert isinstance(fused.lstm, torch.nn.LSTM) and not isinstance(reference.lstm, torch.nn.LSTM)
-    x = torch.randn(5, 48, 2)
+    args = payload["model_args"]
+    x, future = torch.randn(5, 48, args["n_inputs"]), torch.randn(5, 12, args["n_future"])
     with torch.no_grad():
-        assert torch.allclose(reference(x), fused(x), atol=1e-5)
+        assert torch.allclose(reference(x, future), fused(x, future), atol=1e-5)
 
 
 def test_inspect_shows_the_card_and_the_gates(project):

@@ -10,7 +10,7 @@ from lstmcast import checkpoint, scaling
 from lstmcast.errors import DataError
 from lstmcast.model import StackedLSTM
 from lstmcast.split import check_length, origins, split_rows
-from lstmcast.windows import gather, window_view
+from lstmcast.windows import WindowSet, window_view
 
 from .conftest import cli, sine_csv
 
@@ -20,8 +20,11 @@ def test_windows_are_views_of_the_series():
     windows = window_view(series, 60)
     assert windows.shape == (141, 3, 60)
     assert windows.untyped_storage().data_ptr() == series.untyped_storage().data_ptr()
-    x, y = gather(windows, torch.tensor([0, 17]), lookback=48, n_targets=1)
+    data = WindowSet(series, lookback=48, horizon=12, n_targets=1, n_future=1)
+    assert data.windows.untyped_storage().data_ptr() == series.untyped_storage().data_ptr()
+    (x, future, ids), y = data.take(torch.tensor([0, 17]))
     assert torch.equal(x[1], series[17:65]) and torch.equal(y[1, :, 0], series[65:77, 0])
+    assert torch.equal(future[1, :, 0], series[65:77, 2]) and ids is None  # known-future columns come last
 
 
 def test_split_origins_keep_each_forecast_inside_its_part():
@@ -95,5 +98,5 @@ def test_training_windows_come_from_training_rows(tmp_path):
     sine_csv(tmp_path / "s.csv", rows=400)
     (tmp_path / "c.yaml").write_text("data: {path: s.csv, target: load}\nwindow: {lookback: 24, horizon: 6}\n")
     prep = prepare(load_config(tmp_path / "c.yaml"), Reporter(quiet=True))
-    parts = origins(prep.split, 24, 6)
-    assert parts["train"].max() + 6 <= prep.split.train
+    parts = origins(prep.splits[0], 24, 6)
+    assert parts["train"].max() + 6 <= prep.splits[0].train

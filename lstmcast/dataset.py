@@ -1,0 +1,89 @@
+"""A panel of validated series → one scaled tensor, its windows, and which origins belong to which part.
+
+All series are scaled with their own statistics and concatenated; calendar columns are appended
+(unscaled: they already lie in [-1, 1]). Origins are row indices into the concatenation, taken per
+series, so no window ever mixes two series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstmcast import frame, scaling
+from lstmcast.split import Split, origins
+from lstmcast.windows import WindowSet
+
+
+@dataclass
+class Dataset:
+    data: WindowSet
+    values: np.ndarray  # (rows, columns) original units, concatenated like `data.rows`
+    offsets: np.ndarray  # (series + 1,) first row of each series
+    ids: list[str | None]
+    parts: dict[str, np.ndarray]  # origins of each split part (empty without splits)
+    mean: np.ndarray  # (series, columns): the statistics each series was scaled with
+    std: np.ndarray
+    unseen: list[str]  # series the scaler did not know, scaled by their own history
+
+    def series_of(self, rows: np.ndarray) -> np.ndarray:
+        """The series index of each row."""
+        return np.searchsorted(self.offsets, rows, side="right") - 1
+
+
+def fit_scaler(panel: frame.Panel, splits: list[Split], kind: str) -> dict[str, Any]:
+    """Per-series statistics of each series' training rows only."""
+    states = [scaling.fit(series.values[: split.train], kind) for (_, series), split in zip(panel, splits, strict=True)]
+    if len(panel) == 1 and panel[0][0] is None:
+        return states[0]
+    return scaling.combine([sid for sid, _ in panel], states)
+
+
+def assemble(
+    panel: frame.Panel,
+    scaler: dict[str, Any],
+    *,
+    lookback: int,
+    horizon: int,
+    calendar: list[str],
+    splits: list[Split] | None = None,
+    stride: int = 1,
+    device: torch.device | str = "cpu",
+    series_codes: list[int] | None = None,
+) -> Dataset:
+    """Scale every series with its own statistics, append calendar columns, concatenate, and window.
+
+    `series_codes` gives each series' embedding index (its position in training) when the model has one.
+    """
+    blocks, lengths, states, unseen = [], [], [], []
+    for sid, series in panel:
+        state = scaling.for_series(scaler, sid)
+        if state is None:  # unseen in training: scaled by its own history
+            state = scaling.fit(series.values, scaler["kind"])
+            unseen.append(str(sid))
+        states.append(state)
+        block = scaling.transform(series.values, state)
+        if calendar:
+            block = np.concatenate([block, frame.calendar_features(series.index, calendar)], axis=1)
+        blocks.append(block)
+        lengths.append(series.rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    single = len(panel) == 1
+    rows = torch.from_numpy(blocks[0] if single else np.concatenate(blocks)).to(device)
+    values = panel[0][1].values if single else np.concatenate([s.values for _, s in panel])
+    parts: dict[str, np.ndarray] = {"train": np.arange(0), "val": np.arange(0), "test": np.arange(0)}
+    if splits is not None:
+        per_series = [origins(split, lookback, horizon, stride) for split in splits]
+        parts = {k: np.concatenate([o[k] + offsets[i] for i, o in enumerate(per_series)]) for k in parts}
+    series_of_row = None
+    if series_codes is not None:
+        counts = torch.as_tensor(lengths, device=device)
+        series_of_row = torch.repeat_interleave(torch.as_tensor(series_codes, device=device), counts)
+    n_future = 2 * len(calendar)
+    data = WindowSet(rows, lookback, horizon, panel[0][1].n_targets, n_future, series_of_row)
+    mean = np.array([st["mean"] for st in states], dtype=np.float64)
+    std = np.array([st["std"] for st in states], dtype=np.float64)
+    return Dataset(data, values, offsets, [sid for sid, _ in panel], parts, mean, std, unseen)
