@@ -44,9 +44,14 @@ def section(cls: type, doc: str) -> Any:
 @dataclass(frozen=True)
 class SplitConfig:
     val: float = knob(
-        0.15, "fraction of rows, before the test part, used for validation and early stopping", lo=0.0, hi=0.9
+        0.15,
+        "rows before the test part used for validation and early stopping: a fraction (< 1) or a count (≥ 1)",
+        lo=0.0,
+        hi=1e9,
     )
-    test: float = knob(0.15, "fraction of rows at the end held out for the final test metrics", lo=0.0, hi=0.9)
+    test: float = knob(
+        0.15, "rows at the end held out for the final test metrics: a fraction (< 1) or a count (≥ 1)", lo=0.0, hi=1e9
+    )
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class DataConfig:
         "per-series scaling fitted on its training rows: standard (z-score) or none",
         choices=("standard", "none"),
     )
-    split: SplitConfig = section(SplitConfig, "chronological validation/test fractions")
+    split: SplitConfig = section(SplitConfig, "chronological validation/test parts, per series")
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,7 @@ def _check_cross_field(cfg: Config, source: str) -> None:
             f"window.lookback ({w.lookback}) must be a multiple of model.patch ({m.patch}) — "
             f"change one of them in {source}"
         )
-    if s.val + s.test >= 0.95:
+    if s.val < 1 and s.test < 1 and s.val + s.test >= 0.95:
         raise ConfigError(
             f"data.split.val + data.split.test = {s.val + s.test:g} leaves almost nothing to train on — keep it below 0.95"
         )

@@ -569,40 +569,29 @@ def evaluate_checkpoint(
     cfg = config_from_dict(payload["config"], source=str(ckpt_path))
     lookback, horizon = model.lookback, model.horizon
     use_test_part = start is None and payload.get("test_start") is None
-    splits = None
-    if use_test_part:
-        if cfg.data.split.test == 0:
-            raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
-        splits = []
-        for sid, series in panel:
-            where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
-            splits.append(check_length(series.rows, lookback, horizon, cfg.data.split.val, cfg.data.split.test, where))
+    if use_test_part and cfg.data.split.test == 0:
+        raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
     _use_threads(cfg.train)
-    ds = _dataset_for(payload, model, panel, reporter, splits)
-    if use_test_part:
-        chosen = ds.parts["test"]
-    else:
-        chosen = []
-        for i, (_, series) in enumerate(panel):
+    ds = _dataset_for(payload, model, panel, reporter)
+    chosen = []
+    for i, (sid, series) in enumerate(panel):
+        if use_test_part:  # each series' own test part, split as in training
+            where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
+            split = check_length(series.rows, lookback, horizon, cfg.data.split.val, cfg.data.split.test, where)
+            local = origins(split, lookback, horizon)["test"]
+        else:
             local = np.arange(lookback, series.rows - horizon + 1)
-            first = _row_at(series, start if start is not None else payload["test_start"], "--start")
-            last = _row_at(series, end, "--end") if end is not None else series.rows - 1
-            chosen.append(local[(local >= first) & (local + horizon - 1 <= last)] + ds.offsets[i])
-        chosen = np.concatenate(chosen)
-    if end is not None and use_test_part:
-        chosen = np.concatenate(
-            [
-                o[o - ds.offsets[i] + horizon - 1 <= _row_at(panel[i][1], end, "--end")]
-                for i, o in _by_series(ds, chosen)
-            ]
-        )
-    origins = np.concatenate([o[::stride] for _, o in _by_series(ds, chosen)]) if len(chosen) else chosen
-    if not len(origins):
+            local = local[local >= _row_at(series, start if start is not None else payload["test_start"], "--start")]
+        if end is not None:
+            local = local[local + horizon - 1 <= _row_at(series, end, "--end")]
+        chosen.append(local[::stride] + ds.offsets[i])
+    origins_ = np.concatenate(chosen)
+    if not len(origins_):
         raise DataError(
             f"no forecast origins in {data_path} with lookback {lookback} and horizon {horizon} in the chosen period — "
             "widen --start/--end or supply more rows"
         )
-    bt = evaluate.run(model, ds, origins)
+    bt = evaluate.run(model, ds, origins_)
     result = evaluate.score(bt, ds, season or frame.season_length(payload["freq"]))
     first_series, first_index = panel[int(bt.series[0])][1], int(bt.origins[0] - ds.offsets[bt.series[0]])
     last_series, last_index = panel[int(bt.series[-1])][1], int(bt.origins[-1] - ds.offsets[bt.series[-1]])
@@ -618,11 +607,6 @@ def evaluate_checkpoint(
     result["_backtest"] = bt  # for plots; the CLI drops these before writing JSON
     result["_dataset"] = ds
     return result
-
-
-def _by_series(ds: Dataset, origins: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    series = ds.series_of(origins)
-    return [(int(s), origins[series == s]) for s in np.unique(series)]
 
 
 def _row_at(series: frame.Series, when: str | int, flag: str) -> int:

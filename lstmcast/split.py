@@ -31,13 +31,14 @@ def split_rows(rows: int, val: float, test: float) -> Split:
     return Split(rows - n_val - n_test, n_val, n_test)
 
 
-def _part(rows: int, fraction: float) -> int:
-    return int(np.floor(rows * fraction + 0.5))
+def _part(rows: int, size: float) -> int:
+    """A fraction of the rows (size < 1) or a number of rows (size ≥ 1)."""
+    return int(size) if size >= 1 else int(np.floor(rows * size + 0.5))
 
 
 def rows_needed(lookback: int, horizon: int, val: float, test: float) -> int:
     """The fewest rows for which every non-empty part holds at least one window."""
-    rows = lookback + horizon
+    rows = lookback + horizon + (int(val) if val >= 1 else 0) + (int(test) if test >= 1 else 0)
     while not _fits(split_rows(rows, val, test), lookback, horizon, val, test):
         rows += 1
     return rows
@@ -46,6 +47,7 @@ def rows_needed(lookback: int, horizon: int, val: float, test: float) -> int:
 def _fits(split: Split, lookback: int, horizon: int, val: float, test: float) -> bool:
     return (
         split.train >= lookback + horizon
+        and split.train > 0
         and (val == 0 or split.val >= horizon)
         and (test == 0 or split.test >= horizon)
     )
@@ -57,8 +59,8 @@ def check_length(rows: int, lookback: int, horizon: int, val: float, test: float
         need = rows_needed(lookback, horizon, val, test)
         raise DataError(
             f"{what} has {rows} rows, but lookback {lookback} + horizon {horizon} with validation {val:g} "
-            f"and test {test:g} fractions needs at least {need} — supply more rows, or shorten "
-            "window.lookback / window.horizon or the split fractions"
+            f"and test {test:g} needs at least {need} — supply more rows, or shorten "
+            "window.lookback / window.horizon or data.split"
         )
     return split
 
