@@ -52,23 +52,9 @@ class Series:
 Panel = list[tuple[str | None, Series]]
 
 
-def load_series(
-    path: str | Path,
-    *,
-    timestamp: str | None,
-    target: list[str],
-    features: list[str],
-    freq: str = "auto",
-    missing: str = "interpolate",
-    start: str | None = None,
-    end: str | None = None,
-) -> Series:
-    """Read, validate, sort, regularise and gap-fill one series from a CSV."""
-    panel = load_panel(
-        path, series_id=None, timestamp=timestamp, target=target, features=features, freq=freq, missing=missing,
-        start=start, end=end,
-    )  # fmt: skip
-    return panel[0][1]
+def load_series(path: str | Path, **options: Any) -> Series:
+    """Read, validate, sort, regularise and gap-fill one series from a CSV (`load_panel` options)."""
+    return load_panel(path, series_id=None, **options)[0][1]
 
 
 def load_panel(
