@@ -63,6 +63,9 @@ class DataConfig:
     timestamp: str | None = knob("timestamp", "column holding each row's time; null numbers the rows 0, 1, 2, …")
     target: list[str] = knob([], "column, or list of columns, to forecast (required)")
     features: list[str] = knob([], "extra numeric input columns, observed up to the forecast origin")
+    future_features: list[str] = knob(
+        [], "input columns known in advance (prices, holidays): predict needs them for the horizon's rows"
+    )
     freq: str = knob("auto", "row frequency as a pandas alias (h, D, MS, 15min, …); auto infers it from the timestamps")
     missing: str = knob(
         "interpolate", "what to do with gaps and empty cells", choices=("interpolate", "ffill", "error")
@@ -395,10 +398,12 @@ def _check_cross_field(cfg: Config, source: str) -> None:
             f"train.quantiles {q} must be increasing, without repeats, and include 0.5 (the point forecast) — "
             "e.g. [0.1, 0.5, 0.9]"
         )
-    cols = list(cfg.data.target) + list(cfg.data.features)
+    cols = list(cfg.data.target) + list(cfg.data.features) + list(cfg.data.future_features)
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
-        raise ConfigError(f"column {dup[0]!r} appears twice in data.target/data.features — list each column once")
+        raise ConfigError(
+            f"column {dup[0]!r} appears twice in data.target/features/future_features — list each column once"
+        )
     if cfg.data.timestamp is not None and cfg.data.timestamp in cols:
         raise ConfigError(f"data.timestamp column {cfg.data.timestamp!r} cannot also be a target or feature")
 

@@ -49,6 +49,7 @@ def assemble(
     lookback: int,
     horizon: int,
     calendar: list[str],
+    n_future_features: int = 0,
     splits: list[Split] | None = None,
     stride: int = 1,
     device: torch.device | str = "cpu",
@@ -82,7 +83,7 @@ def assemble(
     if series_codes is not None:
         counts = torch.as_tensor(lengths, device=device)
         series_of_row = torch.repeat_interleave(torch.as_tensor(series_codes, device=device), counts)
-    n_future = 2 * len(calendar)
+    n_future = n_future_features + 2 * len(calendar)  # the last columns: future features, then calendar
     data = WindowSet(rows, lookback, horizon, panel[0][1].n_targets, n_future, series_of_row)
     mean = np.array([st["mean"] for st in states], dtype=np.float64)
     std = np.array([st["std"] for st in states], dtype=np.float64)

@@ -39,6 +39,7 @@ class Series:
     freq: str | None
     filled_rows: int = 0
     filled_cells: int = 0
+    future: np.ndarray | None = None  # (horizon, future features): values given for the rows to forecast
 
     @property
     def rows(self) -> int:
@@ -64,6 +65,8 @@ def load_panel(
     timestamp: str | None,
     target: list[str],
     features: list[str],
+    future_features: list[str] = (),
+    future_rows: int = 0,
     freq: str = "auto",
     missing: str = "interpolate",
     start: str | None = None,
@@ -71,10 +74,12 @@ def load_panel(
 ) -> Panel:
     """Every series of a CSV (long format when `series_id` names a column), each validated on its own.
 
-    Series come sorted by id; all share one frequency. Errors name the series.
+    Series come sorted by id; all share one frequency. Errors name the series. With `future_rows`
+    (predict with known-future covariates), each series' rows after its last target value hold the
+    `future_features` of the rows to forecast; they are split off into `Series.future`.
     """
     path = Path(path)
-    value_cols = list(target) + list(features)
+    value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
     frame = _read(path, wanted)
     lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
@@ -100,9 +105,8 @@ def load_panel(
     for sid, rows in groups:
         where = str(path) if sid is None else f"{path}: series {sid!r}"
         times = frame[timestamp].iloc[rows] if timestamp else None
-        panel.append(
-            (sid, _series(where, times, values[rows], lines[rows], value_cols, len(target), freq, missing, start, end))
-        )
+        spec = (value_cols, len(target), len(future_features), future_rows)
+        panel.append((sid, _series(where, times, values[rows], lines[rows], spec, freq, missing, start, end)))
     return panel
 
 
@@ -116,13 +120,13 @@ def _series(
     times: pd.Series | None,
     values: np.ndarray,
     lines: np.ndarray,
-    value_cols: list[str],
-    n_targets: int,
+    spec: tuple[list[str], int, int, int],
     freq: str,
     missing: str,
     start: str | None,
     end: str | None,
 ) -> Series:
+    value_cols, n_targets, n_future, future_rows = spec
     if times is None:
         index, step_freq = None, None
     else:
@@ -161,6 +165,9 @@ def _series(
             filled_rows = len(full) - len(index)
             values, index = grown, full
 
+    future = None
+    if future_rows:
+        values, index, future = _split_future(where, values, index, value_cols, n_targets, n_future, future_rows)
     for j, col in enumerate(value_cols):
         if np.isnan(values[:, j]).all():
             raise DataError(f"{where}: column {col!r} has no numeric values — check the column or the file")
@@ -173,7 +180,34 @@ def _series(
         freq=step_freq,
         filled_rows=filled_rows,
         filled_cells=filled_cells - filled_rows * len(value_cols),
+        future=future,
     )
+
+
+def _split_future(
+    where: str,
+    values: np.ndarray,
+    index: pd.DatetimeIndex | None,
+    value_cols: list[str],
+    n_targets: int,
+    n_future: int,
+    horizon: int,
+) -> tuple[np.ndarray, pd.DatetimeIndex | None, np.ndarray]:
+    """Split the rows after the last target value off as the known future of the forecast rows."""
+    observed = np.flatnonzero(~np.isnan(values[:, :n_targets]).all(axis=1))
+    end = int(observed[-1]) + 1 if len(observed) else 0
+    future = values[end : end + horizon, len(value_cols) - n_future :]
+    names = ", ".join(value_cols[len(value_cols) - n_future :])
+    if len(future) < horizon:
+        raise DataError(
+            f"{where}: data.future_features ({names}) must be given for the {horizon} rows after the last "
+            f"{value_cols[0]!r} value; found {len(future)} — append the future rows with the target left empty"
+        )
+    if np.isnan(future).any():
+        row, col = map(int, np.argwhere(np.isnan(future))[0])
+        when = index[end + row] if index is not None else end + row
+        raise DataError(f"{where}: future row {when} lacks {value_cols[len(value_cols) - n_future + col]!r} — fill it")
+    return values[:end], (index[:end] if index is not None else None), future
 
 
 def _read(path: Path, wanted: list[str]) -> pd.DataFrame:

@@ -85,6 +85,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
         timestamp=d.timestamp,
         target=d.target,
         features=d.features,
+        future_features=d.future_features,
         freq=d.freq,
         missing=d.missing,
         start=d.start,
@@ -199,6 +200,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         lookback=w.lookback,
         horizon=w.horizon,
         calendar=prep.calendar,
+        n_future_features=len(cfg.data.future_features),
         splits=prep.splits,
         stride=w.stride,
         device=device,
@@ -285,6 +287,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
                 "timestamp": cfg.data.timestamp,
                 "target": list(cfg.data.target),
                 "features": list(cfg.data.features),
+                "future_features": list(cfg.data.future_features),
                 "series_id": cfg.data.series_id,
             },
             "calendar": prep.calendar,
@@ -358,8 +361,8 @@ def _warm_start(
                 f"--init-from {source} has {key} = {init['model_args'].get(key)!r} but this config gives {value!r} — "
                 "warm starts need the same architecture, window and columns"
             )
-    columns = {"target": list(cfg.data.target), "features": list(cfg.data.features)}
-    if {k: init["columns"][k] for k in columns} != columns:
+    columns = {k: list(getattr(cfg.data, k)) for k in ("target", "features", "future_features")}
+    if {k: init["columns"].get(k, []) for k in columns} != columns:
         raise ConfigError(
             f"--init-from {source} was trained on columns {init['columns']} — use the same target and features"
         )
@@ -431,16 +434,26 @@ def load_model(payload: dict[str, Any], source: Path, cell: str | None = None) -
 
 
 def _load_for(
-    payload: dict[str, Any], data_path: Path, reporter: Reporter, only: list[str] | None = None
+    payload: dict[str, Any],
+    data_path: Path,
+    reporter: Reporter,
+    only: list[str] | None = None,
+    future_rows: int = 0,
 ) -> frame.Panel:
-    """Read a CSV the way the checkpoint's training data was read: same columns, frequency and gap policy."""
+    """Read a CSV the way the checkpoint's training data was read: same columns, frequency and gap policy.
+
+    `future_rows`: predict with known-future covariates, whose values for the forecast rows follow each series.
+    """
     cols, missing = payload["columns"], payload["config"]["data"]["missing"]
+    future_features = cols.get("future_features", [])
     panel = frame.load_panel(
         data_path,
         series_id=cols.get("series_id"),
         timestamp=cols["timestamp"],
         target=cols["target"],
         features=cols["features"],
+        future_features=future_features,
+        future_rows=future_rows if future_features else 0,
         freq=payload["freq"] or "auto",
         missing=missing,
     )
@@ -480,6 +493,7 @@ def _dataset_for(
         lookback=model.lookback,
         horizon=model.horizon,
         calendar=payload.get("calendar", []),
+        n_future_features=len(payload["columns"].get("future_features", [])),
         splits=splits,
         series_codes=codes,
     )
@@ -495,7 +509,7 @@ def predict(
 ) -> PredictOutcome:
     payload = checkpoint.load(ckpt_path)
     model = load_model(payload, ckpt_path)
-    panel = _load_for(payload, data_path, reporter, only)
+    panel = _load_for(payload, data_path, reporter, only, future_rows=model.horizon)
     short = [(sid, s.rows) for sid, s in panel if s.rows < model.lookback]
     if short:
         sid, rows = short[0]
@@ -509,11 +523,8 @@ def predict(
     ds = _dataset_for(payload, model, panel, reporter)
     lookback, horizon = model.lookback, model.horizon
     ends = ds.offsets[1:]  # one past each series' last row
-    future = None
     labels = [frame.future_labels(series, horizon) for _, series in panel]
-    calendar = payload.get("calendar", [])
-    if calendar:  # the horizon's calendar comes from the future timestamps
-        future = torch.from_numpy(np.stack([frame.calendar_features(idx, calendar) for idx in labels]))
+    future = _future_inputs(payload, panel, ds, labels) if model.n_future else None
     x = ds.data.rows[torch.as_tensor((ends - lookback)[:, None] + np.arange(lookback))]  # (S, lookback, C)
     series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
     with torch.no_grad():
@@ -547,6 +558,22 @@ def predict(
     }
     last = max(lab[-1] for lab in labels)
     return PredictOutcome(out, horizon, str(first), str(last), plot_data, len(panel))
+
+
+def _future_inputs(payload: dict[str, Any], panel: frame.Panel, ds: Dataset, labels: list[Any]) -> torch.Tensor:
+    """(series, horizon, n_future): the given future features, scaled like training, then the calendar."""
+    n_ff = len(payload["columns"].get("future_features", []))
+    calendar = payload.get("calendar", [])
+    blocks = []
+    for i, ((_, series), idx) in enumerate(zip(panel, labels, strict=True)):
+        parts = []
+        if n_ff:
+            cols = slice(series.values.shape[1] - n_ff, series.values.shape[1])
+            parts.append(((series.future - ds.mean[i, cols]) / ds.std[i, cols]).astype(np.float32))
+        if calendar:
+            parts.append(frame.calendar_features(idx, calendar))
+        blocks.append(np.concatenate(parts, axis=1))
+    return torch.from_numpy(np.stack(blocks))
 
 
 # ---------------------------------------------------------------------------- evaluate

@@ -120,31 +120,37 @@ class ReferenceLSTM(nn.Module):
         return (layer_input, state, recorded) if record_gates else (layer_input, state)
 
 
+def memory_lengths(forget: torch.Tensor, keep: float = 0.5) -> torch.Tensor:
+    """Forget gates (B, T, H) → (B, H) effective memory lengths, in steps.
+
+    The number of steps back from the end after which the running product of forget gates — the share of the cell
+    state written then that survives to the last step — first falls below `keep`; the full length T if it never does.
+    """
+    steps = forget.shape[1]
+    survival = forget.flip(1).cumprod(dim=1)  # survival[:, k - 1] = f_{T-1} · f_{T-2} ··· f_{T-k}
+    below = survival < keep
+    first_below = below.float().argmax(dim=1) + 1  # argmax finds the first True
+    return torch.where(below.any(dim=1), first_below, torch.full_like(first_below, steps))
+
+
 def gate_summary(gates_per_layer: list[Gates], saturation: float = 0.05, keep: float = 0.5) -> list[dict[str, float]]:
     """Per layer: mean gate activations, the saturated fraction and the median effective memory length.
 
-    A gate is saturated below `saturation` or above 1 - `saturation` (over all three gates). The memory length of
-    a (batch, unit) is the number of steps back from the end after which the running product of forget gates —
-    the share of the cell state written then that survives to the last step — first falls below `keep`, or the
-    full length T if it never does; the median is over (batch, unit).
+    A gate is saturated below `saturation` or above 1 - `saturation` (over all three gates). The memory length is
+    `memory_lengths`' median over (batch, unit).
     """
     summary = []
     for gates in gates_per_layer:
         f, i, o = gates["forget"].float(), gates["input"].float(), gates["output"].float()
-        steps = f.shape[1]
         all_gates = torch.cat([f.flatten(), i.flatten(), o.flatten()])
         saturated = ((all_gates < saturation) | (all_gates > 1.0 - saturation)).float().mean()
-        survival = f.flip(1).cumprod(dim=1)  # survival[:, k - 1] = f_{T-1} · f_{T-2} ··· f_{T-k}
-        below = survival < keep
-        first_below = below.float().argmax(dim=1) + 1  # argmax finds the first True
-        lengths = torch.where(below.any(dim=1), first_below, torch.full_like(first_below, steps))
         summary.append(
             {
                 "mean_forget": f.mean().item(),
                 "mean_input": i.mean().item(),
                 "mean_output": o.mean().item(),
                 "saturated_fraction": saturated.item(),
-                "memory_length": lengths.float().quantile(0.5).item(),
+                "memory_length": memory_lengths(f, keep).float().quantile(0.5).item(),
             }
         )
     return summary

@@ -150,3 +150,41 @@ def test_calendar_features_for_known_timestamps():
         "month"
     ]
     assert frame.calendar_names("none", "h") == [] and frame.calendar_names("auto", None) == []
+
+
+def test_future_features_reach_the_forecast_and_are_required_at_predict(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = 600
+    stamps = pd.date_range("2024-01-01", periods=rows, freq="h")
+    price = rng.normal(0, 1, rows)
+    load = 10 + np.sin(2 * np.pi * np.arange(rows) / 24) + 3 * price  # the price moves the load at once
+    frame_ = pd.DataFrame(
+        {"timestamp": stamps.strftime("%Y-%m-%d %H:%M"), "load": load.round(4), "price": price.round(4)}
+    )
+    frame_.to_csv(tmp_path / "series.csv", index=False)
+    write_config(
+        tmp_path,
+        {
+            "data": {"features": [], "future_features": ["price"], "calendar": "none"},
+            "train": {"epochs": 25, "patience": 0},
+        },
+    )
+    assert cli("train", tmp_path / "config.yaml", "--quiet").code == 0
+    model = tmp_path / "run" / "model.pt"
+
+    assert_user_error(cli("predict", model, "--data", tmp_path / "series.csv"), "future_features (price)", "12 rows")
+    future = pd.DataFrame(
+        {"timestamp": pd.date_range(stamps[-1], periods=13, freq="h")[1:].strftime("%Y-%m-%d %H:%M"), "load": np.nan}
+    )
+    forecasts = []
+    for shift in (-1.0, 1.0):
+        future["price"] = np.linspace(-1, 1, 12) + shift
+        pd.concat([frame_, future]).to_csv(tmp_path / "with_future.csv", index=False)
+        out = tmp_path / f"f{shift}.csv"
+        result = cli("predict", model, "--data", tmp_path / "with_future.csv", "--out", out)
+        assert result.code == 0, result.stderr
+        forecast = pd.read_csv(out)
+        assert list(pd.to_datetime(forecast["timestamp"])) == list(pd.to_datetime(future["timestamp"]))
+        forecasts.append(forecast["load"].to_numpy())
+    # Two units more price should add about six units of load at every step (the true effect is 3 per unit).
+    assert np.all(forecasts[1] - forecasts[0] > 3.0)
