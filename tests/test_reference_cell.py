@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lstmcast.model import StackedLSTM
-from lstmcast.reference import ReferenceLSTM, gate_summary, lstm_cell
+from lstmcast.reference import ReferenceLSTM, gate_summary, lstm_cell, memory_lengths
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -184,5 +184,6 @@ def test_gate_summary_saturated_fraction_and_median() -> None:
     [summary] = gate_summary([{"forget": forget, "input": inputs, "output": output}])
     assert summary["saturated_fraction"] == pytest.approx((8 + 0 + 8) / 48)
     assert summary["memory_length"] == pytest.approx((1 + steps) / 2)
+    assert memory_lengths(forget).tolist() == [[1, 1, steps, steps]]
     assert summary["mean_output"] == pytest.approx((4 * 0.01 + 4 * 0.96 + 8 * 0.5) / 16)
     assert len(gate_summary([{"forget": forget, "input": inputs, "output": output}] * 3)) == 3
