@@ -335,9 +335,10 @@ def inspect(
     console.print(card)
     if "gates" in report:
         gates = Table(
-            title=f"gates on {data}", caption="memory: median steps until the forget-gate product falls below 0.5"
+            title=f"gates on {data}",
+            caption="memory: rows back until the running product of forget gates falls below 0.5 (median over windows)",
         )
-        for name in ("layer", "forget", "input", "output", "saturated", "memory (LSTM steps)", "memory (rows)"):
+        for name in ("layer", "forget", "input", "output", "saturated", "memory, median unit", "memory, longest unit"):
             gates.add_column(name, justify="right")
         for k, layer in enumerate(report["gates"]):
             gates.add_row(
@@ -346,8 +347,8 @@ def inspect(
                 f"{layer['mean_input']:.3f}",
                 f"{layer['mean_output']:.3f}",
                 f"{layer['saturated_fraction']:.1%}",
-                f"{layer['memory_length']:g}",
-                f"{layer['memory_steps']:g}",
+                f"{layer['memory_steps']:g} rows",
+                f"{layer['memory_longest_steps']:g} rows",
             )
         console.print(gates)
 

@@ -713,6 +713,7 @@ def _gate_report(
     layers = gate_summary(gates)
     for layer in layers:
         layer["memory_steps"] = layer["memory_length"] * model.patch  # LSTM steps → rows of the series
+        layer["memory_longest_steps"] = layer["memory_longest"] * model.patch
     return layers
 
 

@@ -142,6 +142,7 @@ def gate_summary(gates_per_layer: list[Gates], saturation: float = 0.05, keep: f
     summary = []
     for gates in gates_per_layer:
         f, i, o = gates["forget"].float(), gates["input"].float(), gates["output"].float()
+        lengths = memory_lengths(f, keep)
         all_gates = torch.cat([f.flatten(), i.flatten(), o.flatten()])
         saturated = ((all_gates < saturation) | (all_gates > 1.0 - saturation)).float().mean()
         summary.append(
@@ -150,7 +151,9 @@ def gate_summary(gates_per_layer: list[Gates], saturation: float = 0.05, keep: f
                 "mean_input": i.mean().item(),
                 "mean_output": o.mean().item(),
                 "saturated_fraction": saturated.item(),
-                "memory_length": memory_lengths(f, keep).float().quantile(0.5).item(),
+                "memory_length": lengths.float().quantile(0.5).item(),
+                # Memory often lives in a few units: the longest-lived unit per window, median over windows.
+                "memory_longest": lengths.max(dim=1).values.float().quantile(0.5).item(),
             }
         )
     return summary
