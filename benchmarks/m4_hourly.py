@@ -163,9 +163,23 @@ def main() -> None:
         predict_seconds = time.perf_counter() - started
         metrics = json.loads((tmp / "run" / "metrics.json").read_text())
         forecast = pd.read_csv(tmp / "f.csv")
+        # Validation score: forecast the last 48 training values (held out by the config) from the rest.
+        head = {k: v[:-HORIZON] for k, v in train.items()}
+        tail = {k: v[-HORIZON:] for k, v in train.items()}
+        to_long(head, tmp / "head.csv")
+        subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "head.csv"), "--out", str(tmp / "v.csv"), "--quiet"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        val_forecast = pd.read_csv(tmp / "v.csv")
     forecasts = {str(sid): g["value"].to_numpy() for sid, g in forecast.groupby("series", sort=False)}
     s, m = score(train, test, forecasts)
     naive2_scores = baselines["naive2"]
+    val_forecasts = {str(sid): g["value"].to_numpy() for sid, g in val_forecast.groupby("series", sort=False)}
+    vs, vm = score(head, tail, val_forecasts)
+    vn2 = score(head, tail, {k: naive2(v) for k, v in head.items()})
+    vsn = score(head, tail, {k: seasonal_naive(v) for k, v in head.items()})
+    print(
+        f"validation (last 48 training values, used for tuning): lstmcast sMAPE {vs:.3f} MASE {vm:.3f} "
+        f"OWA {owa(vs, vm, vn2):.3f}; seasonal naive OWA {owa(*vsn, vn2):.3f}"
+    )
     print(f"\nM4 Hourly — {date.today()} — {platform.machine()}, {args.config.name} {' '.join(args.set)}")
     print(
         f"training {train_seconds:.0f} s wall ({metrics['train_seconds']:.0f} s in the loop, {metrics['epochs_run']} epochs, best {metrics['best_epoch']}); predict {predict_seconds:.1f} s"

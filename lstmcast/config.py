@@ -134,6 +134,9 @@ class TrainConfig:
         lo_open=True,
         hi=0.999,
     )
+    lr_schedule: str = knob(
+        "constant", "learning rate over the run: constant, or cosine decay to 0 by the last epoch", choices=("constant", "cosine")
+    )
     patience: int = knob(
         5, "validations without improvement before stopping early; 0 never stops early", lo=0, hi=1_000_000
     )

@@ -108,6 +108,14 @@ class StackedLSTM(nn.Module):
         """The point forecast (B, horizon, nt): the median when forecasting quantiles."""
         return forecast[..., self.median] if self.quantiles else forecast
 
+    def loss_scale(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, nt) per-window scale to divide errors by, so every window weighs alike; None when unscaled.
+
+        With `norm: scale` the data are in original units, where a series at 10,000 would otherwise
+        outweigh one at 10 a thousandfold.
+        """
+        return self._normalizer(x[..., : self.n_targets])[1] if self.norm == "scale" else None
+
     def _normalizer(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per window: last → subtract the last value; mean → subtract the mean; scale → divide by the mean |value|."""
         zero, one = torch.zeros_like(targets[:, :1]), torch.ones_like(targets[:, :1])

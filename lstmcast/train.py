@@ -31,7 +31,10 @@ def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, levels: torch.Ten
 LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
 
-def loss_function(name: str, quantiles: list[float]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_function(name: str, quantiles: list[float]) -> LossFn:
     if name == "quantile":
         levels = torch.tensor(quantiles)
         return lambda forecast, target: pinball_loss(forecast, target, levels.to(forecast.device))
@@ -104,6 +107,11 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
         self.steps_per_epoch = math.ceil(len(train_starts) / cfg.batch_size)
+        total = max(1, cfg.epochs * self.steps_per_epoch)
+        cosine = cfg.lr_schedule == "cosine"
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0
+        )
         self.result = FitResult()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch, self.batch, self.step = 1, 0, 0
@@ -158,12 +166,13 @@ class Trainer:
         bs = self.cfg.batch_size
         assert self.order is not None
         inputs, y = self.data.take(self.order[self.batch * bs : (self.batch + 1) * bs])
-        loss = self.loss_fn(self.model(*inputs), y)
+        loss = window_loss(self.model, self.loss_fn, inputs, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        self.scheduler.step()
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingDiverged(
@@ -201,6 +210,7 @@ class Trainer:
         return {
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
@@ -222,6 +232,7 @@ class Trainer:
         device = self.train_starts.device
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
@@ -239,6 +250,15 @@ class Trainer:
         r.history = [Validation(**p) for p in state["history"]]
 
 
+def window_loss(model: nn.Module, loss_fn: LossFn, inputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+    """The loss of the model's forecasts, on each window's own scale when the model has one."""
+    forecast = model(*inputs)
+    scale = model.loss_scale(inputs[0])
+    if scale is None:
+        return loss_fn(forecast, y)
+    return loss_fn(forecast / (scale[..., None] if forecast.dim() > y.dim() else scale), y / scale)
+
+
 @torch.no_grad()
 def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor) -> torch.Tensor:
     """Forecasts (N, horizon, n_targets[, Q]) for the windows at `starts`, in large batches."""
@@ -254,5 +274,5 @@ def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn=F.m
     total = 0.0
     for chunk in starts.split(EVAL_BATCH):
         inputs, y = data.take(chunk)
-        total += loss_fn(model(*inputs), y).item() * len(chunk)
+        total += window_loss(model, loss_fn, inputs, y).item() * len(chunk)
     return total / len(starts)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -114,16 +116,23 @@ def test_resume_refuses_a_changed_config_or_a_missing_state(project):
     assert_user_error(changed, "train.lr = 0.01", "0.5")
 
 
-def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project):
-    """20 kills while training rewrites state.pt each epoch: model.pt is always the old or the new one."""
-    config = project / "config.yaml"
-    assert cli("train", config, "--quiet").code == 0
-    out = project / "run"
+def _kill_loop(folder: Path, kills: int, seed: int) -> dict[str, int]:
+    """Start training, SIGKILL it at a random moment, check what is on disk; `kills` times."""
+    out = folder / "run"
     old = weights(out / "model.pt")
-    rng = random.Random(0)
+    rng = random.Random(seed)
     outcomes = {"old": 0, "new": 0}
-    for _ in range(20):
-        proc = spawn("train", config, "--set", "train.seed=7", "--set", "train.epochs=30", "--set", "train.patience=0")
+    for _ in range(kills):
+        proc = spawn(
+            "train",
+            folder / "config.yaml",
+            "--set",
+            "train.seed=7",
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "train.patience=0",
+        )
         wait_for_line(proc, "rows of")
         time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
@@ -136,10 +145,28 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project):
             old = current
         if (out / "state.pt").exists():
             checkpoint.load_state(out / "state.pt")  # the resumable state is complete too
-    assert sum(outcomes.values()) == 20
-    final = cli("train", config, "--quiet")  # the next run cleans up stray temporary files
-    assert final.code == 0
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    return outcomes
+
+
+def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project):
+    """20 kills while training rewrites state.pt each epoch: model.pt is always the old or the new one.
+
+    Two folders are killed in parallel (10 kills each) so that the test takes half the time on 2 cores.
+    """
+    folders = []
+    for name in ("k1", "k2"):
+        folder = project / name
+        folder.mkdir()
+        shutil.copy(project / "series.csv", folder / "series.csv")
+        shutil.copy(project / "config.yaml", folder / "config.yaml")
+        assert cli("train", folder / "config.yaml", "--quiet").code == 0
+        folders.append(folder)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_kill_loop, folders, [10, 10], [0, 1]))
+    assert sum(sum(r.values()) for r in results) == 20
+    for folder in folders:
+        assert cli("train", folder / "config.yaml", "--quiet").code == 0  # the next run cleans up stray temporaries
+        assert not [p for p in (folder / "run").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_non_finite_loss_stops_and_keeps_the_previous_model(project, monkeypatch):

@@ -100,3 +100,19 @@ def test_training_windows_come_from_training_rows(tmp_path):
     prep = prepare(load_config(tmp_path / "c.yaml"), Reporter(quiet=True))
     parts = origins(prep.splits[0], 24, 6)
     assert parts["train"].max() + 6 <= prep.splits[0].train
+
+
+def test_scale_norm_makes_forecasts_and_losses_scale_free():
+    """With norm: scale a series at 10,000 is forecast like the same shape at 10, and weighs the same in the loss."""
+    from torch.nn import functional as F
+
+    from lstmcast.train import window_loss
+
+    torch.manual_seed(0)
+    model = StackedLSTM(n_inputs=1, n_targets=1, lookback=24, horizon=6, hidden_size=8, patch=4, norm="scale").eval()
+    x, y = torch.rand(4, 24, 1) + 0.5, torch.rand(4, 6, 1) + 0.5
+    with torch.no_grad():
+        assert torch.allclose(model(1000 * x), 1000 * model(x), rtol=1e-4)
+        small = window_loss(model, F.l1_loss, (x, None, None), y)
+        large = window_loss(model, F.l1_loss, (1000 * x, None, None), 1000 * y)
+    assert large.item() == pytest.approx(small.item(), rel=1e-4)
