@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmcast import evaluate, metrics, scaling
+from lstmcast import metrics
 from lstmcast.config import load_config
-from lstmcast.pipeline import TrainOptions, load_model, prepare, train
+from lstmcast.pipeline import TrainOptions, evaluate_checkpoint, train
 from lstmcast.report import Reporter
-from lstmcast.split import origins
 
 ROOT = Path(__file__).resolve().parents[1]
 # MSE at horizons 24/48/168/336/720 (Informer, AAAI 2021, Table 1) and 96/192/336/720 (PatchTST, DLinear papers).
@@ -43,20 +42,17 @@ def run_horizon(config: Path, data: Path, horizon: int, extra: list[str]) -> dic
         started = time.perf_counter()
         outcome = train(cfg, Reporter(quiet=True), TrainOptions())
         seconds = time.perf_counter() - started
-        payload = torch.load(outcome.checkpoint, weights_only=True)
-        model = load_model(payload, outcome.checkpoint)
-        prep = prepare(cfg, Reporter(quiet=True))
-        values, scaler = prep.series.values, payload["scaler"]
-        test = origins(prep.split, cfg.window.lookback, horizon)["test"]
-        bt = evaluate.run(model, torch.from_numpy(scaling.transform(values, scaler)), values, test, scaler)
-    std, mean = np.asarray(scaler["std"])[0], np.asarray(scaler["mean"])[0]
+        # Every test origin (stride 1) whose forecast ends by the protocol's last row.
+        report = evaluate_checkpoint(outcome.checkpoint, data, Reporter(quiet=True), end=cfg.data.end)
+    bt, ds = report["_backtest"], report["_dataset"]
+    mean, std = ds.mean[0, 0], ds.std[0, 0]  # the z-score fitted on the training rows
     z = lambda a: (a - mean) / std  # noqa: E731 - the protocol's normalised scale
     actual = z(bt.actual)
-    row = {"seconds": seconds, "epochs": outcome.metrics["epochs_run"], "origins": len(test)}
+    row = {"seconds": seconds, "epochs": outcome.metrics["epochs_run"], "origins": len(bt.origins)}
     for name, forecast in (
         ("lstmcast", bt.forecast),
-        ("repeat last", metrics.seasonal_naive(values[:, :1], test, horizon, 1)),
-        ("seasonal naive", metrics.seasonal_naive(values[:, :1], test, horizon, 24)),
+        ("repeat last", metrics.seasonal_naive(ds.values[:, :1], bt.origins, horizon, 1)),
+        ("seasonal naive", metrics.seasonal_naive(ds.values[:, :1], bt.origins, horizon, 24)),
     ):
         row[f"{name} mse"] = float(np.mean((z(forecast) - actual) ** 2))
         row[f"{name} mae"] = float(np.mean(np.abs(z(forecast) - actual)))
@@ -76,9 +72,9 @@ def main() -> None:
     print(f"ETTh1 univariate OT, {args.config.name} {' '.join(args.set)} — {date.today()}, "
           f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
     print(
-        "| horizon | lstmcast MSE | MAE | repeat-last MSE | MAE | seasonal-naive MSE | MAE | MSE ratio vs best naive | train s | epochs |"
+        "| horizon | lstmcast MSE | MAE | repeat-last MSE | MAE | seasonal-naive MSE | MAE | MSE ratio vs best naive | train s | epochs | test origins |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = {}
     for h in args.horizons:
         r = rows[h] = run_horizon(args.config, args.data, h, args.set)
@@ -86,7 +82,7 @@ def main() -> None:
         print(
             f"| {h} | {r['lstmcast mse']:.4f} | {r['lstmcast mae']:.4f} | {r['repeat last mse']:.4f} | "
             f"{r['repeat last mae']:.4f} | {r['seasonal naive mse']:.4f} | {r['seasonal naive mae']:.4f} | "
-            f"{r['lstmcast mse'] / best_naive:.3f} | {r['seconds']:.0f} | {r['epochs']} |",
+            f"{r['lstmcast mse'] / best_naive:.3f} | {r['seconds']:.0f} | {r['epochs']} | {r['origins']} |",
             flush=True,
         )
     beaten = [h for h, r in rows.items() if r["lstmcast mse"] < min(r["repeat last mse"], r["seasonal naive mse"])]
