@@ -7,6 +7,7 @@ import pickle
 import sys
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -77,6 +78,7 @@ def test_help_and_version_do_not_import_torch_or_pandas():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the exploit's pickle protocol
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
 
