@@ -135,7 +135,9 @@ class TrainConfig:
         hi=0.999,
     )
     lr_schedule: str = knob(
-        "constant", "learning rate over the run: constant, or cosine decay to 0 by the last epoch", choices=("constant", "cosine")
+        "constant",
+        "learning rate over the run: constant, or cosine decay to 0 by the last epoch",
+        choices=("constant", "cosine"),
     )
     patience: int = knob(
         5, "validations without improvement before stopping early; 0 never stops early", lo=0, hi=1_000_000
@@ -143,6 +145,7 @@ class TrainConfig:
     val_every: int = knob(0, "optimiser steps between validations; 0 validates once per epoch", lo=0, hi=100_000_000)
     grad_clip: float = knob(1.0, "clip the global gradient norm to this; 0 turns clipping off", lo=0.0, hi=1e6)
     seed: int = knob(0, "random seed for initialisation, shuffling and dropout", lo=0, hi=2**32 - 1)
+    ensemble: int = knob(1, "models trained with seeds seed, seed+1, …; forecasts are their median", lo=1, hi=100)
     device: str = knob("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
     threads: int = knob(0, "CPU threads for torch; 0 uses every core", lo=0, hi=1024)
 

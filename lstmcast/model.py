@@ -128,6 +128,44 @@ class StackedLSTM(nn.Module):
         return zero, one
 
 
+class Ensemble(nn.Module):
+    """Several StackedLSTMs trained with different seeds; the forecast is their elementwise median.
+
+    An elementwise median of non-crossing quantile vectors does not cross either.
+    """
+
+    def __init__(self, members: list[StackedLSTM]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        first = members[0]
+        for name in (
+            "n_targets",
+            "lookback",
+            "horizon",
+            "patch",
+            "norm",
+            "quantiles",
+            "median",
+            "n_future",
+            "embedding",
+            "lstm",
+        ):
+            object.__setattr__(self, name, getattr(first, name))
+
+    def forward(self, *inputs: torch.Tensor | None) -> torch.Tensor:
+        # quantile(0.5) interpolates: with an even count it is the mean of the middle two, not the lower one.
+        return torch.stack([m(*inputs) for m in self.members]).quantile(0.5, dim=0)
+
+    def point(self, forecast: torch.Tensor) -> torch.Tensor:
+        return self.members[0].point(forecast)
+
+    def loss_scale(self, x: torch.Tensor) -> torch.Tensor | None:
+        return self.members[0].loss_scale(x)
+
+    def lstm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.members[0].lstm_inputs(x)
+
+
 def build(args: dict[str, Any]) -> StackedLSTM:
     """The model a checkpoint's `model_args` describe."""
     return StackedLSTM(**args)

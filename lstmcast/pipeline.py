@@ -28,10 +28,10 @@ from lstmcast.atomic import ensure_dir, render_path, write_text
 from lstmcast.config import Config, TrainConfig, config_from_dict, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
-from lstmcast.model import StackedLSTM, build, parameter_count
+from lstmcast.model import Ensemble, StackedLSTM, build, parameter_count
 from lstmcast.report import Reporter
 from lstmcast.split import Split, check_length, origins
-from lstmcast.train import Stopped, Trainer, loss_function, loss_on
+from lstmcast.train import FitResult, Stopped, Trainer, Validation, loss_function, loss_on
 
 
 @dataclass
@@ -232,38 +232,67 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         n_series=len(ids) if embed else 0,
         series_embedding=m.series_embedding,
     )
-    model = StackedLSTM(**model_args).to(device)
-    if init is not None:
-        _warm_start(model, model_args, init, cfg, Path(options.init_from or ""))
-    trainer = Trainer(model, ds.data, starts["train"], starts["val"], cfg=t, progress=reporter)
-    if resume_state is not None:
-        trainer.load_state_dict(resume_state["trainer"])
-        reporter.info(f"resuming from {state_path}: epoch {trainer.epoch}, step {trainer.step}")
+    # train.ensemble members differ only by seed; each is trained in full, then forecasts are combined.
+    done = [] if resume_state is None else resume_state.get("members", [])
+    results: list[FitResult] = [
+        FitResult(**{**r, "history": [Validation(**p) for p in r["history"]]})
+        for r in ([] if resume_state is None else resume_state.get("results", []))
+    ]
+    members: list[StackedLSTM] = []
+    for state in done:
+        member = StackedLSTM(**model_args).to(device)
+        member.load_state_dict(state)
+        members.append(member)
+    for k in range(len(done), t.ensemble):
+        member_cfg = dataclasses.replace(t, seed=t.seed + k)
+        torch.manual_seed(member_cfg.seed)
+        member = StackedLSTM(**model_args).to(device)
+        if init is not None:
+            _warm_start(member, model_args, init, cfg, Path(options.init_from or ""))
+        trainer = Trainer(member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter)
+        if resume_state is not None and resume_state.get("trainer") is not None and k == len(done):
+            trainer.load_state_dict(resume_state["trainer"])
+            reporter.info(f"resuming from {state_path}: member {k + 1}, epoch {trainer.epoch}, step {trainer.step}")
+        if t.ensemble > 1:
+            reporter.info(f"ensemble member {k + 1} of {t.ensemble} (seed {member_cfg.seed})")
 
-    def save_state(tr: Trainer) -> None:
-        checkpoint.save_state(
-            state_path,
-            {"config": cfg.to_dict(), "scaler": scaler, "data_fingerprint": fingerprint, "trainer": tr.state_dict()},
-        )
+        def save_state(tr: Trainer | None) -> None:
+            checkpoint.save_state(
+                state_path,
+                {
+                    "config": cfg.to_dict(),
+                    "scaler": scaler,
+                    "data_fingerprint": fingerprint,
+                    "members": [_cpu_state(m) for m in members],
+                    "results": [_result_dict(r) for r in results],
+                    "trainer": None if tr is None else tr.state_dict(),
+                },
+            )
 
-    with reporter.training(t.epochs), _stop_on_signals(trainer):
-        try:
-            result = trainer.run(on_epoch_end=save_state)
-        except Stopped as stop:
-            save_state(trainer)
-            name = signal.Signals(stop.signum).name
-            raise Interrupted(
-                f"interrupted by {name} in epoch {stop.epoch} after step {stop.step}; resumable state written to "
-                f"{state_path} — continue with: lstmcast train CONFIG --resume (same config and data)",
-                128 + stop.signum,
-            ) from None
+        with reporter.training(t.epochs), _stop_on_signals(trainer):
+            try:
+                results.append(trainer.run(on_epoch_end=save_state))
+            except Stopped as stop:
+                save_state(trainer)
+                name = signal.Signals(stop.signum).name
+                raise Interrupted(
+                    f"interrupted by {name} in epoch {stop.epoch} after step {stop.step}; resumable state written to "
+                    f"{state_path} — continue with: lstmcast train CONFIG --resume (same config and data)",
+                    128 + stop.signum,
+                ) from None
+        members.append(member)
+        if k + 1 < t.ensemble:
+            save_state(None)  # a finished member survives an interruption of the next one
+    model = members[0] if len(members) == 1 else Ensemble(members)
+    result = results[0]
 
     scores = _score(model, ds, starts, prep.freq, cfg)
     scores.update(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
-        train_seconds=round(result.seconds, 3),
+        train_seconds=round(sum(r.seconds for r in results), 3),
+        ensemble=len(results),
         total_seconds=round(time.perf_counter() - started, 3),
         parameters=parameter_count(model),
         windows={k: len(v) for k, v in ds.parts.items()},
@@ -271,7 +300,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
 
     write_text(out_dir / "config.yaml", to_yaml(cfg))
     write_text(out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
-    history = [dataclasses.asdict(p) for p in result.history]
+    history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(results) for p in r.history]
     frame.write_frame(out_dir / "history.csv", frame.table(history))
     ckpt_path = out_dir / "model.pt"
     single = len(ids) == 1 and ids[0] is None
@@ -281,7 +310,8 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         {
             "config": cfg.to_dict(),
             "model_args": model_args,
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model_state": _cpu_state(members[0]),
+            "ensemble_states": [_cpu_state(m) for m in members[1:]],
             "scaler": scaler,
             "columns": {
                 "timestamp": cfg.data.timestamp,
@@ -300,7 +330,9 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
     )
     state_path.unlink(missing_ok=True)  # finished: nothing left to resume
     reporter.info(
-        f"trained {result.epochs_run} epochs in {result.seconds:.1f}s (best epoch {result.best_epoch}); "
+        f"trained {result.epochs_run} epochs in {scores['train_seconds']:.1f}s (best epoch {result.best_epoch}"
+        + (f", {len(results)} ensemble members" if len(results) > 1 else "")
+        + "); "
         + _summary(scores)
     )
     return TrainOutcome(out_dir, ckpt_path, scores)
@@ -324,6 +356,14 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _result_dict(result: FitResult) -> dict[str, Any]:
+    return {**dataclasses.asdict(result), "history": [dataclasses.asdict(p) for p in result.history]}
 
 
 def _check_resumable(state: dict[str, Any], cfg: Config, fingerprint: str, path: Path) -> None:
@@ -418,19 +458,22 @@ def _summary(scores: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- predict
 
 
-def load_model(payload: dict[str, Any], source: Path, cell: str | None = None) -> StackedLSTM:
+def load_model(payload: dict[str, Any], source: Path, cell: str | None = None) -> StackedLSTM | Ensemble:
     """The checkpoint's model, optionally with the other cell (fused ↔ reference: same weights)."""
     args = dict(payload["model_args"])
     if cell is not None:
         args["cell"] = cell
-    model = build(args)
-    try:
-        model.load_state_dict(payload["model_state"])
-    except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(
-            f"{source}: weights do not fit the model it describes ({str(exc).splitlines()[0][:120]}) — it is damaged"
-        ) from None
-    return model.eval()
+    members = []
+    for state in [payload["model_state"], *payload.get("ensemble_states", [])]:
+        model = build(args)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            raise CheckpointError(
+                f"{source}: weights do not fit the model it describes ({str(exc).splitlines()[0][:120]}) — it is damaged"
+            ) from None
+        members.append(model)
+    return (members[0] if len(members) == 1 else Ensemble(members)).eval()
 
 
 def _load_for(

@@ -49,3 +49,28 @@ def test_inspect_shows_the_card_and_the_gates(project):
 
 def test_inspect_errors_are_user_errors(project):
     assert_user_error(cli("inspect", project / "nothing.pt"), "not found")
+
+
+def test_ensemble_trains_members_with_consecutive_seeds_and_forecasts_their_median(project):
+    result = cli("train", project / "config.yaml", "--quiet", "--set", "train.ensemble=3")
+    assert result.code == 0, result.stderr
+    path = project / "run" / "model.pt"
+    payload = checkpoint.load(path)
+    assert len(payload["ensemble_states"]) == 2 and payload["metrics"]["ensemble"] == 3
+    single = cli("train", project / "config.yaml", "--quiet", "--out", project / "seed1", "--set", "train.seed=1")
+    assert single.code == 0
+    # member 2 is exactly the model a plain run with seed 1 trains
+    second = payload["ensemble_states"][0]
+    alone = checkpoint.load(project / "seed1" / "model.pt")["model_state"]
+    assert all(torch.equal(second[k], alone[k]) for k in alone)
+
+    model = load_model(payload, path)
+    members = [load_model({**payload, "ensemble_states": []}, path)]
+    for state in payload["ensemble_states"]:
+        members.append(load_model({**payload, "model_state": state, "ensemble_states": []}, path))
+    args = payload["model_args"]
+    x, future = torch.randn(4, 48, args["n_inputs"]), torch.randn(4, 12, args["n_future"])
+    with torch.no_grad():
+        expected = torch.stack([m(x, future) for m in members]).median(dim=0).values  # odd count: the middle one
+        assert torch.allclose(model(x, future), expected, atol=1e-6)
+    assert cli("predict", path, "--data", project / "series.csv").code == 0
