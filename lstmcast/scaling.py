@@ -45,22 +45,10 @@ def for_series(state: dict[str, Any], sid: str | None) -> dict[str, Any] | None:
     return {"kind": state["kind"], "mean": state["mean"][i], "std": state["std"][i]}
 
 
-def tables(state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics as (series, columns) arrays; a flat single-series state gives one row."""
-    mean, std = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64)
-    return np.atleast_2d(mean), np.atleast_2d(std)
-
-
 def transform(values: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     """Scale one series' `values` (…, columns) to float32 with a flat state."""
     mean, std = _stats(state, values.shape[-1])
     return ((values - mean) / std).astype(np.float32)
-
-
-def inverse(values: np.ndarray, state: dict[str, Any], columns: slice = slice(None)) -> np.ndarray:
-    """Undo `transform` for `values` (…, k) holding the flat state's `columns` (default: all)."""
-    mean, std = (np.asarray(state["mean"])[columns], np.asarray(state["std"])[columns])
-    return values.astype(np.float64) * std + mean
 
 
 def inverse_rows(

@@ -286,3 +286,20 @@ def test_cron_like_environment_with_log_file(project, tmp_path):
     assert proc.returncode == 0 and proc.stderr == ""
     assert "checkpoint written to" in proc.stdout
     assert "trained 2 epochs" in log.read_text()
+
+
+def test_an_interrupted_ensemble_resumes_member_by_member(project):
+    args = ["--set", "train.ensemble=2", "--set", "train.epochs=25", "--set", "train.patience=0"]
+    assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *args).code == 0
+    out = project / "pieces"
+    proc = spawn("train", project / "config.yaml", "--out", out, *args)
+    wait_for_line(proc, "ensemble member 2 of 2")
+    wait_for_line(proc, "epoch 3/25")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(checkpoint.load_state(out / "state.pt")["members"]) == 1  # the finished member is kept
+    assert cli("train", project / "config.yaml", "--out", out, "--resume", "--quiet", *args).code == 0
+    resumed, straight = checkpoint.load(out / "model.pt"), checkpoint.load(project / "straight" / "model.pt")
+    assert same(resumed["model_state"], straight["model_state"])
+    assert same(resumed["ensemble_states"][0], straight["ensemble_states"][0])
