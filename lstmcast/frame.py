@@ -81,7 +81,7 @@ def load_panel(
     path = Path(path)
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
-    frame = _read(path, wanted)
+    frame = _read(path, wanted, value_cols)
     lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
     values = _numeric(frame, value_cols, lines, path)
     if series_id is None:
@@ -210,7 +210,13 @@ def _split_future(
     return values[:end], (index[:end] if index is not None else None), future
 
 
-def _read(path: Path, wanted: list[str]) -> pd.DataFrame:
+def _read_fast(path: Path, wanted: list[str], numeric: list[str]) -> pd.DataFrame:
+    """The common case in one pass of the C parser: value columns straight to float64."""
+    dtypes = {c: ("float64" if c in numeric else str) for c in wanted}
+    return pd.read_csv(path, usecols=wanted, dtype=dtypes, keep_default_na=False, na_values=[""])
+
+
+def _read(path: Path, wanted: list[str], numeric: list[str]) -> pd.DataFrame:
     if not path.exists():
         raise DataError(
             f"data file {path} not found — check the path (relative paths in a config resolve against its folder)"
@@ -235,7 +241,12 @@ def _read(path: Path, wanted: list[str]) -> pd.DataFrame:
             f"{path}: column {absent[0]!r} not found; columns are {', '.join(map(repr, found))}{hint or ' — fix the config or the file'}"
         )
     try:
-        frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_values=[""])
+        frame = _read_fast(path, wanted, numeric)
+    except ValueError:  # a non-numeric cell: reread as text so the error can name its line
+        frame = None
+    try:
+        if frame is None:
+            frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_values=[""])
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text — is it a CSV file?") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -255,6 +266,10 @@ def _numeric(frame: pd.DataFrame, columns: list[str], lines: np.ndarray, path: P
     out = np.empty((len(frame), len(columns)))
     for j, col in enumerate(columns):
         text = frame[col]
+        if text.dtype == np.float64:  # parsed by the fast path: nothing to report but infinities
+            out[:, j] = text.to_numpy()
+            _check_finite(out[:, j], col, lines, path)
+            continue
         nums = pd.to_numeric(text, errors="coerce")
         bad = nums.isna().to_numpy() & text.notna().to_numpy()
         if bad.any():
@@ -264,10 +279,14 @@ def _numeric(frame: pd.DataFrame, columns: list[str], lines: np.ndarray, path: P
                 "fix the value or leave the cell empty to treat it as missing"
             )
         out[:, j] = nums.to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isinf(out[:, j]).any():
-            row = int(np.flatnonzero(np.isinf(out[:, j]))[0])
-            raise DataError(f"{path}: line {lines[row]}, column {col!r}: infinite value — replace it")
+        _check_finite(out[:, j], col, lines, path)
     return out
+
+
+def _check_finite(column: np.ndarray, col: str, lines: np.ndarray, path: Path) -> None:
+    if np.isinf(column).any():
+        row = int(np.flatnonzero(np.isinf(column))[0])
+        raise DataError(f"{path}: line {lines[row]}, column {col!r}: infinite value — replace it")
 
 
 def _parse_times(text: pd.Series, lines: np.ndarray, path: Path, col: str) -> pd.DatetimeIndex:
