@@ -732,21 +732,12 @@ def _gate_report(
     """Forget/input/output gate statistics per layer over up to 1,024 windows of the data."""
     from lstmcast.reference import gate_summary
 
-    panel = _load_for(payload, data_path, reporter)
-    ds = (
-        _dataset_for(
-            payload, model, [(sid, s) for sid, s in panel if s.rows >= model.lookback + model.horizon], reporter
-        )
-        if any(s.rows >= model.lookback + model.horizon for _, s in panel)
-        else None
-    )
-    if ds is None:
-        raise DataError(
-            f"{data_path}: no series has {model.lookback + model.horizon} rows (lookback + horizon) — supply more"
-        )
-    valid = np.concatenate(
-        [np.arange(ds.offsets[i], ds.offsets[i + 1] - model.lookback - model.horizon + 1) for i in range(len(ds.ids))]
-    )
+    window = model.lookback + model.horizon
+    panel = [(sid, s) for sid, s in _load_for(payload, data_path, reporter) if s.rows >= window]
+    if not panel:
+        raise DataError(f"{data_path}: no series has {window} rows (lookback + horizon) — supply more")
+    ds = _dataset_for(payload, model, panel, reporter)
+    valid = np.concatenate([np.arange(ds.offsets[i], ds.offsets[i + 1] - window + 1) for i in range(len(ds.ids))])
     starts = valid[np.unique(np.linspace(0, len(valid) - 1, num=min(1024, len(valid))).astype(int))]
     reference = load_model(payload, Path(""), cell="reference")
     with torch.no_grad():
