@@ -147,7 +147,10 @@ class TrainConfig:
     seed: int = knob(0, "random seed for initialisation, shuffling and dropout", lo=0, hi=2**32 - 1)
     ensemble: int = knob(1, "models trained with seeds seed, seed+1, …; forecasts are their median", lo=1, hi=100)
     device: str = knob("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
-    threads: int = knob(0, "CPU threads for torch; 0 uses every core", lo=0, hi=1024)
+    threads: int = knob(0, "CPU threads for torch per process; 0 shares every core among the processes", lo=0, hi=1024)
+    batch_size_per_rank: bool = knob(
+        True, "under torchrun, batch_size is per process (effective batch × processes); false splits it among them"
+    )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import checkpoint, evaluate, frame, lock, metrics, scaling
+from lstmcast import checkpoint, distributed, evaluate, frame, lock, metrics, scaling
 from lstmcast.atomic import ensure_dir, render_path, write_text
 from lstmcast.config import Config, TrainConfig, config_from_dict, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
@@ -129,8 +129,9 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _use_threads(train: TrainConfig) -> None:
-    torch.set_num_threads(train.threads or os.cpu_count() or 1)
+def _use_threads(train: TrainConfig, processes_here: int = 1) -> None:
+    """Every core by default, shared among the processes torchrun started on this machine."""
+    torch.set_num_threads(train.threads or max(1, (os.cpu_count() or 1) // processes_here))
 
 
 # ---------------------------------------------------------------------------- train
@@ -147,14 +148,20 @@ class TrainOptions:
 
 
 def train(cfg: Config, reporter: Reporter, options: TrainOptions = TrainOptions()) -> TrainOutcome:
+    """Train and write the run's files. Under torchrun only rank 0 locks, logs and writes."""
     out_dir = Path(cfg.output.dir)
+    world = distributed.from_env()
     ensure_dir(out_dir)
     if not os.access(out_dir, os.W_OK):
         raise OutputError(f"output folder {out_dir} is not writable — choose another with --out or output.dir")
-    with lock.hold(out_dir, options.wait):
-        _remove_stray_temporaries(out_dir)
-        reporter.attach_log(out_dir / "train.log")
-        return _train_locked(cfg, reporter, options, out_dir)
+    with lock.hold(out_dir, options.wait) if world.main else contextlib.nullcontext():
+        if world.main:
+            _remove_stray_temporaries(out_dir)
+            reporter.attach_log(out_dir / "train.log")
+        outcome = _train_locked(cfg, reporter, options, out_dir, world)
+    # After a failure there is no finish(): torchrun stops the other ranks, which may be mid-collective.
+    distributed.finish()
+    return outcome
 
 
 TRAIN_OUTPUTS = ("model.pt", "state.pt", "config.yaml", "metrics.json", "history.csv")
@@ -167,7 +174,9 @@ def _remove_stray_temporaries(out_dir: Path) -> None:
             stray.unlink(missing_ok=True)
 
 
-def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_dir: Path) -> TrainOutcome:
+def _train_locked(
+    cfg: Config, reporter: Reporter, options: TrainOptions, out_dir: Path, world: distributed.World
+) -> TrainOutcome:
     started = time.perf_counter()
     state_path = out_dir / "state.pt"
     resume_state = checkpoint.load_state(state_path) if options.resume else None
@@ -189,8 +198,8 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         scaler = init["scaler"]
     else:
         scaler = fit_scaler(prep.panel, prep.splits, cfg.data.scaling)
-    device = _device(t.device)
-    _use_threads(t)
+    device = distributed.start(world, _device(t.device))
+    _use_threads(t, world.local_size)
 
     ids = [sid for sid, _ in prep.panel]
     embed = m.series_embedding > 0
@@ -212,6 +221,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         f"{n_series}{prep.rows} rows of {prep.data_path} ({prep.freq or 'steps'}): "
         f"{len(ds.parts['train'])} training, {len(ds.parts['val'])} validation, {len(ds.parts['test'])} test windows; "
         f"training on {device} with {torch.get_num_threads()} threads"
+        + (f" in each of {world.size} processes (DDP)" if world.distributed else "")
     )
 
     torch.manual_seed(t.seed)
@@ -249,7 +259,9 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
         member = StackedLSTM(**model_args).to(device)
         if init is not None:
             _warm_start(member, model_args, init, cfg, Path(options.init_from or ""))
-        trainer = Trainer(member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter)
+        trainer = Trainer(
+            member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter, world=world
+        )
         if resume_state is not None and resume_state.get("trainer") is not None and k == len(done):
             trainer.load_state_dict(resume_state["trainer"])
             reporter.info(f"resuming from {state_path}: member {k + 1}, epoch {trainer.epoch}, step {trainer.step}")
@@ -257,6 +269,8 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
             reporter.info(f"ensemble member {k + 1} of {t.ensemble} (seed {member_cfg.seed})")
 
         def save_state(tr: Trainer | None) -> None:
+            if not world.main:
+                return
             checkpoint.save_state(
                 state_path,
                 {
@@ -269,7 +283,7 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
                 },
             )
 
-        with reporter.training(t.epochs), _stop_on_signals(trainer):
+        with reporter.training(t.epochs), _stop_on_signals(trainer, world):
             try:
                 results.append(trainer.run(on_epoch_end=save_state))
             except Stopped as stop:
@@ -285,6 +299,8 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
             save_state(None)  # a finished member survives an interruption of the next one
     model = members[0] if len(members) == 1 else Ensemble(members)
     result = results[0]
+    if not world.main:  # every rank holds the same weights; rank 0 scores and writes them
+        return TrainOutcome(out_dir, out_dir / "model.pt", {})
 
     scores = _score(model, ds, starts, prep.freq, cfg)
     scores.update(
@@ -339,23 +355,32 @@ def _train_locked(cfg: Config, reporter: Reporter, options: TrainOptions, out_di
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the trainer to stop after its current batch; a second SIGINT aborts at once."""
+def _stop_on_signals(trainer: Trainer, world: distributed.World) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the trainer to stop after its current batch; a second SIGINT aborts at once.
+
+    Under torchrun the launcher, not a person, sends the signals, and it may repeat them while
+    rank 0 writes the resumable state: repeats are ignored until the process exits (the
+    launcher still SIGKILLs after 30 s, so nothing can hang).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: Any) -> None:
-        if trainer.stop_signal is not None and signum == signal.SIGINT:
+        if trainer.stop_signal is not None and signum == signal.SIGINT and not world.distributed:
             raise KeyboardInterrupt
         trainer.request_stop(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    stopping = False
     try:
         yield
+    except Interrupted:
+        stopping = world.distributed  # a peer's signal may reach this rank only now
+        raise
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if stopping else h)
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

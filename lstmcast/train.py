@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lstmcast import distributed
 from lstmcast.config import TrainConfig, quantile_levels
-from lstmcast.errors import TrainingDiverged
+from lstmcast.distributed import World
+from lstmcast.errors import ConfigError, TrainingDiverged
 from lstmcast.windows import WindowSet
 
 
@@ -42,6 +45,7 @@ def loss_function(name: str, quantiles: list[float]) -> LossFn:
 
 
 EVAL_BATCH = 8192
+SINGLE_PROCESS = World()
 
 
 @dataclass
@@ -89,6 +93,11 @@ class Trainer:
     early-stopping record. Loading that state and calling `run()` again continues exactly where
     it stopped, so an interrupted-then-resumed run ends with the same weights as an
     uninterrupted one (on CPU, same threads).
+
+    Under torchrun (`world.distributed`) every rank runs this same loop on the same windows:
+    the model is wrapped in DDP, each rank takes its disjoint shard of every epoch's order, the
+    per-step loss (and any stop request) and the validation loss are all-reduced, and rank 0's
+    early-stopping decision is broadcast, so all ranks take the same steps and stop together.
     """
 
     def __init__(
@@ -100,13 +109,17 @@ class Trainer:
         *,
         cfg: TrainConfig,
         progress: Progress | None = None,
+        world: World = SINGLE_PROCESS,
     ) -> None:
-        self.model, self.data, self.cfg, self.progress = model, data, cfg, progress
+        self.model, self.data, self.cfg, self.progress, self.world = model, data, cfg, progress, world
+        self.device = train_starts.device
+        self.forward = distributed.wrap(model, world, self.device)
         self.train_starts, self.val_starts = train_starts, val_starts
         self.loss_fn = loss_function(cfg.loss, quantile_levels(cfg))
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.shuffle = torch.Generator().manual_seed(cfg.seed)
-        self.steps_per_epoch = math.ceil(len(train_starts) / cfg.batch_size)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)  # same seed on every rank: same epoch order
+        self.batch_size = distributed.rank_batch(cfg.batch_size, cfg.batch_size_per_rank, world)
+        self.steps_per_epoch = math.ceil(distributed.per_rank(len(train_starts), world) / self.batch_size)
         total = max(1, cfg.epochs * self.steps_per_epoch)
         cosine = cfg.lr_schedule == "cosine"
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -116,6 +129,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch, self.batch, self.step = 1, 0, 0
         self.order: torch.Tensor | None = None  # this epoch's shuffled starts, kept to resume mid-epoch
+        self.mine: torch.Tensor | None = None  # this rank's shard of `order`
         self.stale = 0  # validations since the best one
         self.running, self.seen = 0.0, 0  # training loss since the last validation
         self.elapsed = 0.0  # seconds spent in earlier (interrupted) sessions
@@ -132,16 +146,18 @@ class Trainer:
         while self.epoch <= cfg.epochs and not done:
             if self.order is None:
                 perm = torch.randperm(len(self.train_starts), generator=self.shuffle)
-                self.order, self.batch = self.train_starts[perm.to(self.train_starts.device)], 0
+                self.order, self.batch = self.train_starts[perm.to(self.device)], 0
+            self.mine = distributed.shard(self.order, self.world)
             self.model.train()
             while self.batch < self.steps_per_epoch and not done:
-                self._train_batch()
+                stop = self._train_batch()
                 self.batch += 1
                 self.elapsed = time.perf_counter() - started
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     done = self._validate()
-                if self.stop_signal is not None:
-                    raise Stopped(self.stop_signal, self.epoch, self.step)
+                if stop or (self.stop_signal is not None and not self.world.distributed):
+                    # under torchrun, `stop` says a signal reached some rank: all stop after this same step
+                    raise Stopped(self.stop_signal or signal.SIGTERM, self.epoch, self.step)
             if done:  # early stopping at a mid-epoch validation
                 self.result.epochs_run = self.epoch
             elif self.batch >= self.steps_per_epoch:
@@ -162,33 +178,42 @@ class Trainer:
         self.result.seconds = time.perf_counter() - started
         return self.result
 
-    def _train_batch(self) -> None:
-        bs = self.cfg.batch_size
-        assert self.order is not None
-        inputs, y = self.data.take(self.order[self.batch * bs : (self.batch + 1) * bs])
-        loss = window_loss(self.model, self.loss_fn, inputs, y)
+    def _train_batch(self) -> bool:
+        """One optimiser step; True when a stop was requested (on any rank)."""
+        bs = self.batch_size
+        assert self.mine is not None
+        inputs, y = self.data.take(self.mine[self.batch * bs : (self.batch + 1) * bs])
+        loss = window_loss(self.model, self.loss_fn, inputs, y, forward=self.forward)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        value = loss.item()
+        total, count = loss.item() * len(y), float(len(y))
+        stop = float(self.stop_signal or 0)
+        if self.world.distributed:  # one all-reduce keeps every rank's view of the step identical
+            total, count, stop = distributed.all_sum([total, count, stop], self.world, self.device)
+        value = total / count
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"training loss became {value} in epoch {self.epoch} (step {self.step + 1}) — lower train.lr "
                 "(or set train.grad_clip) and check the data for extreme values; the previous model.pt was kept"
             )
-        self.running, self.seen, self.step = self.running + value * len(y), self.seen + len(y), self.step + 1
+        self.running, self.seen, self.step = self.running + total, self.seen + int(count), self.step + 1
         if self.progress:
             self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
+        return stop > 0
 
     def _validate(self) -> bool:
         """Record a validation point; True when early stopping says stop."""
         r, epoch = self.result, min(self.epoch, self.cfg.epochs)
         val = None
         if len(self.val_starts):
-            val = loss_on(self.model, self.data, self.val_starts, self.loss_fn)
+            mine = self.val_starts[self.world.rank :: self.world.size]
+            total, count = loss_sum_on(self.model, self.data, mine, self.loss_fn)
+            total, count = distributed.all_sum([total, count], self.world, self.device)
+            val = total / count
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
         self.running, self.seen = 0.0, 0
         if val is not None and (r.best_val is None or val < r.best_val):
@@ -201,7 +226,8 @@ class Trainer:
         if self.progress:
             self.progress.on_validation(point, self.cfg.epochs)
         self.model.train()
-        return val is not None and self.cfg.patience > 0 and self.stale >= self.cfg.patience
+        stop = val is not None and self.cfg.patience > 0 and self.stale >= self.cfg.patience
+        return distributed.decide(stop, self.world, self.device)
 
     # ------------------------------------------------------------------ resumable state
     def state_dict(self) -> dict[str, Any]:
@@ -213,6 +239,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "world_size": self.world.size,
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
@@ -229,7 +256,13 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = self.train_starts.device
+        device = self.device
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world.size:
+            raise ConfigError(
+                f"the interrupted run trained with {saved_world} processes and this one has {self.world.size} — "
+                f"resume with the same number (--nproc {saved_world}), or train from scratch without --resume"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -237,6 +270,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.order = None if state["order"] is None else state["order"].to(device)
+        self.mine = None if self.order is None else distributed.shard(self.order, self.world)
         self.stale, self.running, self.seen, self.elapsed = (
             state["stale"],
             state["running"],
@@ -250,9 +284,18 @@ class Trainer:
         r.history = [Validation(**p) for p in state["history"]]
 
 
-def window_loss(model: nn.Module, loss_fn: LossFn, inputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
-    """The loss of the model's forecasts, on each window's own scale when the model has one."""
-    forecast = model(*inputs)
+def window_loss(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: tuple[torch.Tensor, ...],
+    y: torch.Tensor,
+    forward: Callable[..., torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The loss of the model's forecasts, on each window's own scale when the model has one.
+
+    `forward` is the module to call when it differs from `model` (its DDP wrapper).
+    """
+    forecast = (forward or model)(*inputs)
     scale = model.loss_scale(inputs[0])
     if scale is None:
         return loss_fn(forecast, y)
@@ -268,11 +311,17 @@ def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn=F.mse_loss) -> float:
-    """Mean loss over the windows at `starts`."""
+def loss_sum_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn: LossFn) -> tuple[float, float]:
+    """Summed per-window loss and the window count (to combine across ranks)."""
     model.eval()
     total = 0.0
     for chunk in starts.split(EVAL_BATCH):
         inputs, y = data.take(chunk)
         total += window_loss(model, loss_fn, inputs, y).item() * len(chunk)
-    return total / len(starts)
+    return total, float(len(starts))
+
+
+def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn: LossFn = F.mse_loss) -> float:
+    """Mean loss over the windows at `starts`."""
+    total, count = loss_sum_on(model, data, starts, loss_fn)
+    return total / count
