@@ -81,7 +81,7 @@ def load_panel(
     path = Path(path)
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
-    frame = _read(path, wanted, value_cols)
+    frame = _read(path, wanted, value_cols, timestamp)
     lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
     values = _numeric(frame, value_cols, lines, path)
     if series_id is None:
@@ -95,29 +95,29 @@ def load_panel(
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
         groups = [(str(n), order[bounds[i] : bounds[i + 1]]) for i, n in enumerate(names)]
-    if timestamp is not None and freq == "auto" and len(groups) > 1:
+    # Parsed once for the whole file: per series, format inference would cost more than the parsing.
+    stamps = None
+    if timestamp is not None:
+        column = frame[timestamp]
+        already = column.dtype.kind == "M"  # the fast path parsed them chunk by chunk
+        stamps = pd.DatetimeIndex(column) if already else _parse_times(column, lines, path, timestamp)
+    if stamps is not None and freq == "auto" and len(groups) > 1:
         # One grid for all: inferred from the longest series, then checked on every series.
         longest = max(groups, key=lambda g: len(g[1]))
-        freq = _panel_freq(
-            frame[timestamp].iloc[longest[1]], lines[longest[1]], f"{path}: series {longest[0]!r}", timestamp
-        )
+        where = f"{path}: series {longest[0]!r}"
+        freq = _resolve_freq(stamps[longest[1]].sort_values(), "auto", where, timestamp)
     panel: Panel = []
     for sid, rows in groups:
         where = str(path) if sid is None else f"{path}: series {sid!r}"
-        times = frame[timestamp].iloc[rows] if timestamp else None
+        times = (stamps if sid is None else stamps[rows]) if stamps is not None else None
         spec = (value_cols, len(target), len(future_features), future_rows)
         panel.append((sid, _series(where, times, values[rows], lines[rows], spec, freq, missing, start, end)))
     return panel
 
 
-def _panel_freq(times: pd.Series, lines: np.ndarray, where: str, col: str) -> str:
-    index = _parse_times(times, lines, where, col)
-    return _resolve_freq(index.sort_values(), "auto", where, col)
-
-
 def _series(
     where: str,
-    times: pd.Series | None,
+    times: pd.DatetimeIndex | None,
     values: np.ndarray,
     lines: np.ndarray,
     spec: tuple[list[str], int, int, int],
@@ -130,10 +130,9 @@ def _series(
     if times is None:
         index, step_freq = None, None
     else:
-        col = str(times.name)
-        index = _parse_times(times, lines, where, col)
-        order = np.argsort(index.asi8, kind="stable")
-        if not (order == np.arange(len(order))).all():
+        col, index = str(times.name), times
+        if not index.is_monotonic_increasing:  # sorting only when needed: argsort costs 8 bytes a row
+            order = np.argsort(index.asi8, kind="stable")
             index, values, lines = index[order], values[order], lines[order]
         _check_duplicates(index, lines, where, col)
         step_freq = _resolve_freq(index, freq, where, col)
@@ -210,13 +209,42 @@ def _split_future(
     return values[:end], (index[:end] if index is not None else None), future
 
 
-def _read_fast(path: Path, wanted: list[str], numeric: list[str]) -> pd.DataFrame:
-    """The common case in one pass of the C parser: value columns straight to float64."""
+READ_CHUNK = 1_000_000  # rows parsed at a time: bounds the memory the timestamps' text takes
+
+
+def _read_fast(path: Path, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
+    """The common case in one pass of the C parser: value columns straight to float64.
+
+    Read in chunks whose timestamps are parsed at once, so the text of at most one chunk is
+    alive at a time (as Python strings it is ~10× the size of the parsed times).
+    """
     dtypes = {c: ("float64" if c in numeric else str) for c in wanted}
-    return pd.read_csv(path, usecols=wanted, dtype=dtypes, keep_default_na=False, na_values=[""])
+    reader = pd.read_csv(
+        path, usecols=wanted, dtype=dtypes, keep_default_na=False, na_values=[""], chunksize=READ_CHUNK
+    )
+    parts = []
+    with reader:
+        for chunk in reader:
+            if timestamp is not None and len(chunk):
+                first = 2 + READ_CHUNK * len(parts)
+                chunk[timestamp] = _parse_times(chunk[timestamp], np.arange(first, first + len(chunk)), path, timestamp)
+            parts.append(chunk)
+    if not parts:  # a header and no rows; _read says so
+        return pd.DataFrame(columns=wanted)
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if (
+        timestamp is not None
+        and len(frame)
+        and not isinstance(frame[timestamp].dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType)
+    ):
+        raise DataError(
+            f"{path}: column {timestamp!r} mixes time zones or UTC offsets (e.g. daylight saving, or some times "
+            "without an offset) — write every time in UTC or with one fixed offset"
+        )
+    return frame
 
 
-def _read(path: Path, wanted: list[str], numeric: list[str]) -> pd.DataFrame:
+def _read(path: Path, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
     if not path.exists():
         raise DataError(
             f"data file {path} not found — check the path (relative paths in a config resolve against its folder)"
@@ -241,7 +269,7 @@ def _read(path: Path, wanted: list[str], numeric: list[str]) -> pd.DataFrame:
             f"{path}: column {absent[0]!r} not found; columns are {', '.join(map(repr, found))}{hint or ' — fix the config or the file'}"
         )
     try:
-        frame = _read_fast(path, wanted, numeric)
+        frame = _read_fast(path, wanted, numeric, timestamp)
     except ValueError:  # a non-numeric cell: reread as text so the error can name its line
         frame = None
     try:
@@ -322,7 +350,7 @@ def _parse_times(text: pd.Series, lines: np.ndarray, path: Path, col: str) -> pd
 
 
 def _check_duplicates(index: pd.DatetimeIndex, lines: np.ndarray, path: Path, col: str) -> None:
-    dup = index.duplicated()
+    dup = np.concatenate([[False], np.diff(index.asi8) == 0])  # sorted: duplicates are neighbours
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero(index == index[row])[0])

@@ -136,3 +136,17 @@ def test_values_are_float64_targets_first(tmp_path):
     series = load(csv(tmp_path, "t,x,y\n2024-01-01,5,1\n2024-01-02,6,2\n2024-01-03,7,3\n"), features=["x"])
     assert series.columns == ["y", "x"] and series.values.dtype == np.float64
     assert series.values[0].tolist() == [1, 5]
+
+
+def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, monkeypatch):
+    from lstmcast import frame
+
+    stamps = pd.date_range("2024-01-01", periods=50, freq="h").strftime("%Y-%m-%d %H:%M")
+    text = "t,y\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps))
+    whole = load(csv(tmp_path, text))
+    monkeypatch.setattr(frame, "READ_CHUNK", 7)  # 8 chunks
+    chunked = load(csv(tmp_path, text))
+    assert np.array_equal(chunked.values, whole.values) and chunked.index.equals(whole.index)
+    lines = text.splitlines()
+    lines[40] = "2024-01-02 15:xx,39"  # line 41 of the file, in the sixth chunk
+    assert "line 41" in error_of(csv(tmp_path, "\n".join(lines) + "\n"))
