@@ -5,18 +5,23 @@
 1. Training overhead: one epoch of lstmcast's loop (WindowSet gathering, loss, clipping, AdamW,
    progress callbacks) against a bare loop over pre-built tensors doing nn.LSTM forward +
    backward + AdamW only; same shapes (lookback 168, hidden 64, 2 layers, batch 256, patch 1).
-2. Start-up: `lstmcast --help` against `python -c "import typer"`.
+2. Start-up: `lstmcast --help` against `python -c "import typer"`, and `lstmcast predict` of an
+   M4-Hourly-shaped checkpoint (414 series, the real M4 training file when ../shared has it)
+   against `python -c "import torch, pandas"`.
+3. Memory: peak RSS of `lstmcast train` on one series of --memory-rows rows (timestamp + value,
+   lookback 336), read from /proc after its first validation, against
+   3 × rows × columns × 4 bytes + the peak RSS of `python -c "import torch, pandas"`.
 4. CSV load: lstmcast's validated load against plain `pandas.read_csv` of the same file.
 5. Batch inference: lstmcast's batched forecasting of 10,000 windows against a bare batched
    nn.LSTM forward over the same windows.
 6. Threads: the training epoch with 1 thread against 2.
-(3, peak memory on 10 million rows, is not measured yet.)
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -94,10 +99,82 @@ def wall(cmd: list[str], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def peak_rss_of(cmd: list[str]) -> float:
+    """Peak RSS (MiB) of a short command (its own, not its parent's)."""
+    probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    probe += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True).stdout
+    return int(out) / 1024
+
+
+def write_long_series(path: Path, rows: int, freq: str = "min") -> None:
+    stamps = pd.date_range("2000-01-01", periods=rows, freq=freq)
+    rng = np.random.default_rng(0)
+    values = (np.sin(np.arange(rows) * 2 * np.pi / 1440) + rng.normal(0, 0.1, rows)).round(4)
+    pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "y": values}).to_csv(path, index=False)
+
+
+def training_peak_rss(folder: Path, rows: int) -> tuple[float, float]:
+    """(peak RSS MiB, seconds to the first validation) of `lstmcast train` on one long series, then SIGTERM."""
+    csv = folder / "long.csv"
+    write_long_series(csv, rows)
+    config = folder / "memory.yaml"
+    config.write_text(
+        "data: {path: long.csv, timestamp: timestamp, target: y, calendar: none, split: {val: 2000, test: 2000}}\n"
+        "window: {lookback: 336, horizon: 24}\n"
+        "model: {hidden_size: 64, num_layers: 2, patch: 24}\n"
+        "train: {epochs: 1, batch_size: 256, val_every: 20}\n"
+    )
+    cmd = [sys.executable, "-m", "lstmcast", "train", str(config), "--out", str(folder / "memrun")]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "step 20" in line:  # loaded, windowed, 20 training steps and a validation done
+            break
+    else:
+        raise SystemExit(f"training did not reach its first validation (exit {proc.wait()})")
+    seconds = time.perf_counter() - started
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    peak = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) / 1024
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=600)
+    return peak, seconds
+
+
+def predict_startup(folder: Path, m4_dir: Path) -> tuple[float, str]:
+    """Wall time of `lstmcast predict` for 414 series with an M4-Hourly-shaped checkpoint."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from m4_hourly import read_wide, to_long
+
+    source = m4_dir / "Hourly-train.csv"
+    if source.exists():
+        series, what = read_wide(source), "the M4 Hourly training file"
+    else:
+        rng = np.random.default_rng(0)
+        t = np.arange(700)
+        series = {f"H{i}": 100 + 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, 700) for i in range(414)}
+        what = "414 generated series of 700 rows (../shared absent)"
+    to_long(series, folder / "m4.csv")
+    root = Path(__file__).resolve().parents[1]
+    # Same architecture and data as configs/m4_hourly.yaml; one epoch over every 24th window is enough to
+    # write the checkpoint whose loading and forecasting this measures.
+    subprocess.run(
+        [sys.executable, "-m", "lstmcast", "train", str(root / "configs" / "m4_hourly.yaml"), "--data",
+         str(folder / "m4.csv"), "--out", str(folder / "m4run"), "--quiet", "--set", "train.epochs=1",
+         "--set", "window.stride=24"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "lstmcast", "predict", str(folder / "m4run" / "model.pt"), "--data"]
+    return wall([*cmd, str(folder / "m4.csv"), "--out", str(folder / "f.csv")], repeats=3), what
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=200_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--memory-rows", type=int, default=10_000_000)
+    parser.add_argument("--m4-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "m4")
     args = parser.parse_args()
     print(f"perf — {date.today()} — {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = []
@@ -113,6 +190,10 @@ def main() -> None:
     help_s = wall([sys.executable, "-m", "lstmcast", "--help"])
     typer_s = wall([sys.executable, "-c", "import typer"])
     rows.append(("2. lstmcast --help", help_s, typer_s, "python -c 'import typer'", 1.5))
+    imports_s = wall([sys.executable, "-c", "import torch, pandas"])
+    with tempfile.TemporaryDirectory() as tmp:
+        predict_s, what = predict_startup(Path(tmp), args.m4_dir)
+    rows.append((f"2. lstmcast predict, 414 series ({what})", predict_s, imports_s, "import torch, pandas", 1.5))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.csv"
@@ -146,6 +227,15 @@ def main() -> None:
         bare_inf = time.perf_counter() - started
     rows.append(("5. forecasts for 10,000 windows", ours_inf, bare_inf, "bare batched nn.LSTM forward", 1.2))
 
+    import_rss = peak_rss_of([sys.executable, "-c", "import torch, pandas"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_rss, reached = training_peak_rss(Path(tmp), args.memory_rows)
+    allowance = 3 * args.memory_rows * 2 * 4 / 2**20 + import_rss
+    print(
+        f"3. peak RSS training on {args.memory_rows:,} rows × 2 columns (lookback 336; first validation after "
+        f"{reached:.0f} s): {train_rss:,.0f} MiB; allowance 3 × rows × columns × 4 B + import RSS {import_rss:,.0f} MiB "
+        f"= {allowance:,.0f} MiB → ratio {train_rss / allowance:.2f} ({'met' if train_rss <= allowance else 'MISSED'})"
+    )
     print("| figure | lstmcast | baseline | ratio | bar |")
     print("|---|---|---|---|---|")
     for name, a, b, base, bar in rows:

@@ -126,6 +126,12 @@ SetOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
 LogOpt = Annotated[Path | None, typer.Option("--log-file", help="Append the log lines (timestamped) to this file too.")]
+ProfileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--profile", help="Print where the run's time went (load, windows, train, write); also LSTMCAST_PROFILE=1."
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON summary line on stdout at the end (status, outputs, metrics).")
 ]
@@ -175,6 +181,7 @@ def train(
         ),
     ] = 1,
     quiet: QuietOpt = False,
+    profile: ProfileOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -187,13 +194,14 @@ def train(
         raise typer.Exit(run_processes(nproc, _without_nproc(sys.argv[1:])))
     reporter = _reporter(quiet, log_file)
     try:
-        from lstmcast.pipeline import TrainOptions
-        from lstmcast.pipeline import train as run
+        with reporter.timed("import"):
+            from lstmcast.pipeline import TrainOptions
+            from lstmcast.pipeline import train as run
 
         options = TrainOptions(resume=resume, init_from=init_from, refit_scaler=refit_scaler, wait=wait)
         outcome = run(cfg, reporter, options)
     finally:
-        reporter.close()
+        _close(reporter, started, profile)
     if _rank() > 0:
         return
     if json_output:
@@ -223,6 +231,7 @@ def predict(
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Also draw the recent history and the forecast (PNG).")] = None,
     quiet: QuietOpt = False,
+    profile: ProfileOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -234,7 +243,8 @@ def predict(
         require_matplotlib()
     reporter = _reporter(quiet, log_file)
     try:
-        from lstmcast.pipeline import predict as run
+        with reporter.timed("import"):
+            from lstmcast.pipeline import predict as run
 
         outcome = run(checkpoint, data, out, reporter, series)
         if plot is not None:
@@ -243,7 +253,7 @@ def predict(
             plot_forecast(plot, **outcome.plot_data)
         reporter.record(_forecast_line(outcome))
     finally:
-        reporter.close()
+        _close(reporter, started, profile)
     if json_output:
         _emit_json(
             _summary(
@@ -271,20 +281,23 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw error by horizon step and one example origin (PNG).")] = None,
     quiet: QuietOpt = False,
+    profile: ProfileOpt = False,
     log_file: LogOpt = None,
 ) -> None:
     """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
+    started = time.perf_counter()
     reporter = _reporter(quiet, log_file)
     if plot is not None:
         from lstmcast.plots import require_matplotlib
 
         require_matplotlib()
     try:
-        from lstmcast.pipeline import evaluate_checkpoint
+        with reporter.timed("import"):
+            from lstmcast.pipeline import evaluate_checkpoint
 
         report = evaluate_checkpoint(checkpoint, data, reporter, start=start, end=end, stride=stride, season=season)
     finally:
-        reporter.close()
+        _close(reporter, started, profile)
     backtest, dataset = report.pop("_backtest"), report.pop("_dataset")
     if json_path is not None:
         import json
@@ -376,6 +389,12 @@ def inspect(
                 f"{layer['memory_longest_steps']:g} rows",
             )
         console.print(gates)
+
+
+def _close(reporter: Any, started: float, profile: bool) -> None:
+    if profile or os.environ.get("LSTMCAST_PROFILE", "") not in ("", "0"):
+        reporter.profile(time.perf_counter() - started)
+    reporter.close()
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -147,6 +147,11 @@ class TrainConfig:
     seed: int = knob(0, "random seed for initialisation, shuffling and dropout", lo=0, hi=2**32 - 1)
     ensemble: int = knob(1, "models trained with seeds seed, seed+1, …; forecasts are their median", lo=1, hi=100)
     device: str = knob("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
+    precision: str = knob(
+        "fp32",
+        "bf16 runs the forward passes of training under bfloat16 autocast (for GPUs; weights stay fp32)",
+        choices=("fp32", "bf16"),
+    )
     threads: int = knob(0, "CPU threads for torch per process; 0 shares every core among the processes", lo=0, hi=1024)
     batch_size_per_rank: bool = knob(
         True, "under torchrun, batch_size is per process (effective batch × processes); false splits it among them"

@@ -182,7 +182,8 @@ def _train_locked(
     resume_state = checkpoint.load_state(state_path) if options.resume else None
     init = checkpoint.load(options.init_from) if options.init_from else None
 
-    prep = prepare(cfg, reporter)
+    with reporter.timed("load"):
+        prep = prepare(cfg, reporter)
     if prep.freq is not None:  # the resolved config records the frequency actually used
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, freq=prep.freq))
     w, m, t = cfg.window, cfg.model, cfg.train
@@ -203,18 +204,19 @@ def _train_locked(
 
     ids = [sid for sid, _ in prep.panel]
     embed = m.series_embedding > 0
-    ds = assemble(
-        prep.panel,
-        scaler,
-        lookback=w.lookback,
-        horizon=w.horizon,
-        calendar=prep.calendar,
-        n_future_features=len(cfg.data.future_features),
-        splits=prep.splits,
-        stride=w.stride,
-        device=device,
-        series_codes=list(range(len(ids))) if embed else None,
-    )
+    with reporter.timed("windows"):
+        ds = assemble(
+            prep.panel,
+            scaler,
+            lookback=w.lookback,
+            horizon=w.horizon,
+            calendar=prep.calendar,
+            n_future_features=len(cfg.data.future_features),
+            splits=prep.splits,
+            stride=w.stride,
+            device=device,
+            series_codes=list(range(len(ids))) if embed else None,
+        )
     starts = {k: torch.as_tensor(v - w.lookback, device=device) for k, v in ds.parts.items()}
     n_series = f"{len(ids)} series, " if len(ids) > 1 else ""
     reporter.info(
@@ -259,9 +261,10 @@ def _train_locked(
         member = StackedLSTM(**model_args).to(device)
         if init is not None:
             _warm_start(member, model_args, init, cfg, Path(options.init_from or ""))
-        trainer = Trainer(
-            member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter, world=world
-        )
+        with reporter.timed("setup"):  # the first optimiser imports torch._dynamo (~1.5 s, once per process)
+            trainer = Trainer(
+                member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter, world=world
+            )
         if resume_state is not None and resume_state.get("trainer") is not None and k == len(done):
             trainer.load_state_dict(resume_state["trainer"])
             reporter.info(f"resuming from {state_path}: member {k + 1}, epoch {trainer.epoch}, step {trainer.step}")
@@ -285,7 +288,8 @@ def _train_locked(
 
         with reporter.training(t.epochs), _stop_on_signals(trainer, world):
             try:
-                results.append(trainer.run(on_epoch_end=save_state))
+                with reporter.timed("train"):
+                    results.append(trainer.run(on_epoch_end=save_state))
             except Stopped as stop:
                 save_state(trainer)
                 name = signal.Signals(stop.signum).name
@@ -302,7 +306,8 @@ def _train_locked(
     if not world.main:  # every rank holds the same weights; rank 0 scores and writes them
         return TrainOutcome(out_dir, out_dir / "model.pt", {})
 
-    scores = _score(model, ds, starts, prep.freq, cfg)
+    with reporter.timed("score"):
+        scores = _score(model, ds, starts, prep.freq, cfg)
     scores.update(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
@@ -314,36 +319,37 @@ def _train_locked(
         windows={k: len(v) for k, v in ds.parts.items()},
     )
 
-    write_text(out_dir / "config.yaml", to_yaml(cfg))
-    write_text(out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
-    history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(results) for p in r.history]
-    frame.write_frame(out_dir / "history.csv", frame.table(history))
-    ckpt_path = out_dir / "model.pt"
-    single = len(ids) == 1 and ids[0] is None
-    labels = _periods(prep)
-    checkpoint.save(
-        ckpt_path,
-        {
-            "config": cfg.to_dict(),
-            "model_args": model_args,
-            "model_state": _cpu_state(members[0]),
-            "ensemble_states": [_cpu_state(m) for m in members[1:]],
-            "scaler": scaler,
-            "columns": {
-                "timestamp": cfg.data.timestamp,
-                "target": list(cfg.data.target),
-                "features": list(cfg.data.features),
-                "future_features": list(cfg.data.future_features),
-                "series_id": cfg.data.series_id,
+    with reporter.timed("write"):
+        write_text(out_dir / "config.yaml", to_yaml(cfg))
+        write_text(out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
+        history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(results) for p in r.history]
+        frame.write_frame(out_dir / "history.csv", frame.table(history))
+        ckpt_path = out_dir / "model.pt"
+        single = len(ids) == 1 and ids[0] is None
+        labels = _periods(prep)
+        checkpoint.save(
+            ckpt_path,
+            {
+                "config": cfg.to_dict(),
+                "model_args": model_args,
+                "model_state": _cpu_state(members[0]),
+                "ensemble_states": [_cpu_state(m) for m in members[1:]],
+                "scaler": scaler,
+                "columns": {
+                    "timestamp": cfg.data.timestamp,
+                    "target": list(cfg.data.target),
+                    "features": list(cfg.data.features),
+                    "future_features": list(cfg.data.future_features),
+                    "series_id": cfg.data.series_id,
+                },
+                "calendar": prep.calendar,
+                "freq": prep.freq,
+                "series": None if single else ids,
+                **labels,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "metrics": scores,
             },
-            "calendar": prep.calendar,
-            "freq": prep.freq,
-            "series": None if single else ids,
-            **labels,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "metrics": scores,
-        },
-    )
+        )
     state_path.unlink(missing_ok=True)  # finished: nothing left to resume
     reporter.info(
         f"trained {result.epochs_run} epochs in {scores['train_seconds']:.1f}s (best epoch {result.best_epoch}"
@@ -575,9 +581,10 @@ def _dataset_for(
 def predict(
     ckpt_path: Path, data_path: Path, out_path: Path | None, reporter: Reporter, only: list[str] | None = None
 ) -> PredictOutcome:
-    payload = checkpoint.load(ckpt_path)
-    model = load_model(payload, ckpt_path)
-    panel = _load_for(payload, data_path, reporter, only, future_rows=model.horizon)
+    with reporter.timed("load"):
+        payload = checkpoint.load(ckpt_path)
+        model = load_model(payload, ckpt_path)
+        panel = _load_for(payload, data_path, reporter, only, future_rows=model.horizon)
     short = [(sid, s.rows) for sid, s in panel if s.rows < model.lookback]
     if short:
         sid, rows = short[0]
@@ -588,14 +595,15 @@ def predict(
             "supply more history"
         )
     _use_threads(config_from_dict(payload["config"], source=str(ckpt_path)).train)
-    ds = _dataset_for(payload, model, panel, reporter)
+    with reporter.timed("windows"):
+        ds = _dataset_for(payload, model, panel, reporter)
     lookback, horizon = model.lookback, model.horizon
     ends = ds.offsets[1:]  # one past each series' last row
     labels = [frame.future_labels(series, horizon) for _, series in panel]
     future = _future_inputs(payload, panel, ds, labels) if model.n_future else None
     x = ds.data.rows[torch.as_tensor((ends - lookback)[:, None] + np.arange(lookback))]  # (S, lookback, C)
     series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
-    with torch.no_grad():
+    with torch.no_grad(), reporter.timed("forecast"):
         raw = model(x, future, series_codes).numpy()  # (S, horizon, nt[, Q])
     targets = payload["columns"]["target"]
     nt = len(targets)
@@ -614,7 +622,8 @@ def predict(
     out = render_path(out_path, origin=first) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
     label_name = payload["columns"]["timestamp"] or "step"
     series_col = payload["columns"].get("series_id") if payload.get("series") or len(panel) > 1 else None
-    frame.write_forecast(out, labels, columns, table, label_name, [sid for sid, _ in panel], series_col)
+    with reporter.timed("write"):
+        frame.write_forecast(out, labels, columns, table, label_name, [sid for sid, _ in panel], series_col)
     _sid0, series0 = panel[0]
     recent = slice(max(0, series0.rows - 3 * horizon), series0.rows)
     plot_data = {
@@ -658,16 +667,18 @@ def evaluate_checkpoint(
     season: int | None = None,
 ) -> dict[str, Any]:
     """Rolling-origin backtest of a checkpoint on a CSV, by default over its test period (each series' own)."""
-    payload = checkpoint.load(ckpt_path)
-    model = load_model(payload, ckpt_path)
-    panel = _load_for(payload, data_path, reporter)
+    with reporter.timed("load"):
+        payload = checkpoint.load(ckpt_path)
+        model = load_model(payload, ckpt_path)
+        panel = _load_for(payload, data_path, reporter)
     cfg = config_from_dict(payload["config"], source=str(ckpt_path))
     lookback, horizon = model.lookback, model.horizon
     use_test_part = start is None and payload.get("test_start") is None
     if use_test_part and cfg.data.split.test == 0:
         raise DataError(f"{ckpt_path} was trained without a test part — pass --start to choose the origins")
     _use_threads(cfg.train)
-    ds = _dataset_for(payload, model, panel, reporter)
+    with reporter.timed("windows"):
+        ds = _dataset_for(payload, model, panel, reporter)
     chosen = []
     for i, (sid, series) in enumerate(panel):
         if use_test_part:  # each series' own test part, split as in training
@@ -686,8 +697,10 @@ def evaluate_checkpoint(
             f"no forecast origins in {data_path} with lookback {lookback} and horizon {horizon} in the chosen period — "
             "widen --start/--end or supply more rows"
         )
-    bt = evaluate.run(model, ds, origins_)
-    result = evaluate.score(bt, ds, season or frame.season_length(payload["freq"]))
+    with reporter.timed("forecast"):
+        bt = evaluate.run(model, ds, origins_)
+    with reporter.timed("score"):
+        result = evaluate.score(bt, ds, season or frame.season_length(payload["freq"]))
     first_series, first_index = panel[int(bt.series[0])][1], int(bt.origins[0] - ds.offsets[bt.series[0]])
     last_series, last_index = panel[int(bt.series[-1])][1], int(bt.origins[-1] - ds.offsets[bt.series[-1]])
     result.update(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ class Reporter:
             interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interactive = interactive and not quiet
         self._logs: list[IO[str]] = []
+        self.timings: dict[str, float] = {}  # seconds per step of the run, for --profile
         self._console: Any = None
         self._live: Any = None  # the rich Progress while training
 
@@ -74,6 +76,23 @@ class Reporter:
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+    # ------------------------------------------------------------------ --profile
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Add the block's wall time to `step` (a step may be timed in several pieces)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - started
+
+    def profile(self, total: float) -> None:
+        """One line saying where the run's `total` seconds went; printed even with --quiet (it was asked for)."""
+        parts = [(step, seconds) for step, seconds in self.timings.items()]
+        parts.append(("other", max(0.0, total - sum(self.timings.values()))))
+        text = " · ".join(f"{step} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})" for step, seconds in parts)
+        self._emit("warning", f"profile: {text}; total {total:.2f}s")
 
     # ------------------------------------------------------------------ training progress
     @contextlib.contextmanager

@@ -183,7 +183,8 @@ class Trainer:
         bs = self.batch_size
         assert self.mine is not None
         inputs, y = self.data.take(self.mine[self.batch * bs : (self.batch + 1) * bs])
-        loss = window_loss(self.model, self.loss_fn, inputs, y, forward=self.forward)
+        with self._autocast():
+            loss = window_loss(self.model, self.loss_fn, inputs, y, forward=self.forward)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -205,13 +206,17 @@ class Trainer:
             self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
         return stop > 0
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
     def _validate(self) -> bool:
         """Record a validation point; True when early stopping says stop."""
         r, epoch = self.result, min(self.epoch, self.cfg.epochs)
         val = None
         if len(self.val_starts):
             mine = self.val_starts[self.world.rank :: self.world.size]
-            total, count = loss_sum_on(self.model, self.data, mine, self.loss_fn)
+            with self._autocast():
+                total, count = loss_sum_on(self.model, self.data, mine, self.loss_fn)
             total, count = distributed.all_sum([total, count], self.world, self.device)
             val = total / count
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
@@ -295,7 +300,7 @@ def window_loss(
 
     `forward` is the module to call when it differs from `model` (its DDP wrapper).
     """
-    forecast = (forward or model)(*inputs)
+    forecast = (forward or model)(*inputs).float()  # the loss in fp32, also under bf16 autocast
     scale = model.loss_scale(inputs[0])
     if scale is None:
         return loss_fn(forecast, y)

@@ -27,6 +27,38 @@ def test_windows_are_views_of_the_series():
     assert torch.equal(future[1, :, 0], series[65:77, 2]) and ids is None  # known-future columns come last
 
 
+def test_the_training_loop_runs_no_python_per_window():
+    """A step over 512 windows makes the same Python calls as a step over 32: batches are tensors."""
+    import sys
+
+    from lstmcast.config import TrainConfig
+    from lstmcast.train import Trainer
+
+    def python_calls_for_one_step(batch: int) -> int:
+        torch.manual_seed(0)
+        data = WindowSet(torch.randn(batch + 40, 2), lookback=24, horizon=6, n_targets=1)
+        model = StackedLSTM(n_inputs=2, n_targets=1, lookback=24, horizon=6, hidden_size=8, patch=4)
+        cfg = TrainConfig(epochs=1, batch_size=batch, patience=0)
+        trainer = Trainer(model, data, torch.arange(batch), torch.arange(batch)[:0], cfg=cfg)
+        calls = 0
+
+        def count(_frame, event, _arg):
+            nonlocal calls
+            calls += event == "call"
+
+        sys.setprofile(count)
+        try:
+            trainer.run()
+        finally:
+            sys.setprofile(None)
+        assert trainer.step == 1
+        return calls
+
+    python_calls_for_one_step(32)  # warm-up: first-use imports and caches inside torch
+    small, large = python_calls_for_one_step(32), python_calls_for_one_step(512)
+    assert large <= small * 1.02 + 10, (small, large)
+
+
 def test_split_origins_keep_each_forecast_inside_its_part():
     split = split_rows(1000, 0.15, 0.15)
     assert (split.train, split.val, split.test) == (700, 150, 150)
@@ -118,3 +150,23 @@ def test_scale_norm_makes_forecasts_and_losses_scale_free():
         small = window_loss(model, F.l1_loss, (x, None, None), y)
         large = window_loss(model, F.l1_loss, (1000 * x, None, None), 1000 * y)
     assert large.item() == pytest.approx(small.item(), rel=1e-4)
+
+
+def test_bf16_precision_trains_with_autocast_and_keeps_fp32_weights(tmp_path):
+    from .conftest import write_config
+
+    sine_csv(tmp_path / "series.csv")
+    write_config(tmp_path)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        result = cli(
+            "train", tmp_path / "config.yaml", "--out", out, "--set", f"train.precision={precision}", "--quiet"
+        )
+        assert result.code == 0, result.stderr
+        runs[precision] = checkpoint.load(out / "model.pt")["model_state"]
+        assert cli("predict", out / "model.pt", "--data", tmp_path / "series.csv", "--quiet").code == 0
+    assert all(w.dtype == torch.float32 for w in runs["bf16"].values())
+    assert any(
+        not torch.equal(runs["bf16"][k], runs["fp32"][k]) for k in runs["fp32"]
+    )  # autocast changed the arithmetic
