@@ -82,10 +82,10 @@ def load_panel(
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
     frame = _read(path, wanted, value_cols, timestamp)
-    lines = np.arange(len(frame)) + 2  # line numbers in the file, for messages
+    lines = np.arange(2, len(frame) + 2, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)  # for messages
     values = _numeric(frame, value_cols, lines, path)
     if series_id is None:
-        groups: list[tuple[str | None, np.ndarray]] = [(None, np.arange(len(frame)))]
+        groups: list[tuple[str | None, np.ndarray | slice]] = [(None, slice(None))]  # views, not copies
     else:
         ids = frame[series_id]
         if ids.isna().any():
@@ -127,15 +127,21 @@ def _series(
     end: str | None,
 ) -> Series:
     value_cols, n_targets, n_future, future_rows = spec
+    regular = False
     if times is None:
         index, step_freq = None, None
     else:
         col, index = str(times.name), times
-        if not index.is_monotonic_increasing:  # sorting only when needed: argsort costs 8 bytes a row
+        steps = np.diff(index.asi8)  # in numpy: pandas' index engine would cost another copy of the times
+        if (steps < 0).any():  # sorting only when needed: argsort costs 8 bytes a row
             order = np.argsort(index.asi8, kind="stable")
             index, values, lines = index[order], values[order], lines[order]
-        _check_duplicates(index, lines, where, col)
-        step_freq = _resolve_freq(index, freq, where, col)
+            steps = np.diff(index.asi8)
+        _check_duplicates(index, steps, lines, where, col)
+        step_freq = _regular_freq(index, steps, freq)
+        regular = step_freq is not None
+        step_freq = step_freq or _resolve_freq(index, freq, where, col)
+        del steps
         keep = _in_range(index, start, end, where)
         if keep is not None:
             index, values, lines = index[keep], values[keep], lines[keep]
@@ -143,7 +149,7 @@ def _series(
             raise DataError(f"{where}: no rows between data.start and data.end — widen the range")
 
     filled_rows = 0
-    if index is not None and len(index) > 1:
+    if index is not None and len(index) > 1 and not regular:
         full = pd.date_range(index[0], index[-1], freq=step_freq)
         if len(full) != len(index):
             positions = full.get_indexer(index)
@@ -209,7 +215,7 @@ def _split_future(
     return values[:end], (index[:end] if index is not None else None), future
 
 
-READ_CHUNK = 1_000_000  # rows parsed at a time: bounds the memory the timestamps' text takes
+READ_CHUNK = 250_000  # rows parsed at a time: bounds the memory the timestamps' text takes
 
 
 def _read_fast(path: Path, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
@@ -231,7 +237,15 @@ def _read_fast(path: Path, wanted: list[str], numeric: list[str], timestamp: str
             parts.append(chunk)
     if not parts:  # a header and no rows; _read says so
         return pd.DataFrame(columns=wanted)
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if len(parts) == 1:
+        return parts[0]
+    # Column by column, dropping each column's pieces once joined: peak memory is one column's copy.
+    columns = {}
+    for col in wanted:
+        pieces = [part.pop(col) for part in parts]
+        columns[col] = pd.concat(pieces, ignore_index=True)
+        del pieces
+    frame = pd.DataFrame(columns)
     if (
         timestamp is not None
         and len(frame)
@@ -295,7 +309,10 @@ def _numeric(frame: pd.DataFrame, columns: list[str], lines: np.ndarray, path: P
     for j, col in enumerate(columns):
         text = frame[col]
         if text.dtype == np.float64:  # parsed by the fast path: nothing to report but infinities
-            out[:, j] = text.to_numpy()
+            if len(columns) == 1:  # no copy: the frame's own column
+                out = text.to_numpy()[:, None]
+            else:
+                out[:, j] = text.to_numpy()
             _check_finite(out[:, j], col, lines, path)
             continue
         nums = pd.to_numeric(text, errors="coerce")
@@ -349,10 +366,10 @@ def _parse_times(text: pd.Series, lines: np.ndarray, path: Path, col: str) -> pd
     )
 
 
-def _check_duplicates(index: pd.DatetimeIndex, lines: np.ndarray, path: Path, col: str) -> None:
-    dup = np.concatenate([[False], np.diff(index.asi8) == 0])  # sorted: duplicates are neighbours
+def _check_duplicates(index: pd.DatetimeIndex, steps: np.ndarray, lines: np.ndarray, path: Path, col: str) -> None:
+    dup = steps == 0  # sorted: duplicates are neighbours
     if dup.any():
-        row = int(np.flatnonzero(dup)[0])
+        row = int(np.flatnonzero(dup)[0]) + 1
         first = int(np.flatnonzero(index == index[row])[0])
         raise DataError(
             f"{path}: duplicate timestamp {index[row]} in column {col!r} (lines {lines[first]} and {lines[row]}) — "
@@ -379,6 +396,29 @@ def _in_range(index: pd.DatetimeIndex, start: str | None, end: str | None, path:
             )
         keep &= cmp(index, stamp)
     return keep
+
+
+def _regular_freq(index: pd.DatetimeIndex, steps: np.ndarray, freq: str) -> str | None:
+    """The frequency when every row is one fixed step after the previous (the common case), else None.
+
+    Inferred from the first rows and confirmed on all steps, so a long series needs neither
+    pandas' full inference nor a materialised grid to compare against.
+    """
+    if len(index) < 3 or not len(steps) or (steps != steps[0]).any():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name = pd.infer_freq(index[:1000]) if freq == "auto" else freq
+    try:
+        offset = to_offset(name) if name else None
+    except ValueError:
+        return None
+    if (
+        not isinstance(offset, pd.offsets.Tick)
+        or pd.Timedelta(offset).value != pd.Timedelta(int(steps[0]), unit=index.unit).value
+    ):
+        return None
+    return offset.freqstr
 
 
 def _resolve_freq(index: pd.DatetimeIndex, freq: str, path: Path, col: str) -> str:

@@ -217,7 +217,7 @@ def _train_locked(
             device=device,
             series_codes=list(range(len(ids))) if embed else None,
         )
-    starts = {k: torch.as_tensor(v - w.lookback, device=device) for k, v in ds.parts.items()}
+    starts = {k: _window_starts(v, w.lookback, len(ds.data.rows), device) for k, v in ds.parts.items()}
     n_series = f"{len(ids)} series, " if len(ids) > 1 else ""
     reporter.info(
         f"{n_series}{prep.rows} rows of {prep.data_path} ({prep.freq or 'steps'}): "
@@ -358,6 +358,13 @@ def _train_locked(
         + _summary(scores)
     )
     return TrainOutcome(out_dir, ckpt_path, scores)
+
+
+def _window_starts(origins_: np.ndarray, lookback: int, rows: int, device: torch.device) -> torch.Tensor:
+    """First rows of the windows whose forecasts start at `origins_`: 32-bit when the rows allow (half the memory)."""
+    small = rows < 2**31
+    starts = np.subtract(origins_, lookback, dtype=np.int32 if small else np.int64, casting="unsafe")
+    return torch.from_numpy(starts).to(device)
 
 
 @contextlib.contextmanager

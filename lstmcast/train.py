@@ -145,7 +145,8 @@ class Trainer:
         cfg, done = self.cfg, False
         while self.epoch <= cfg.epochs and not done:
             if self.order is None:
-                perm = torch.randperm(len(self.train_starts), generator=self.shuffle)
+                n = len(self.train_starts)  # int32 halves the order's memory; same permutation as int64
+                perm = torch.randperm(n, generator=self.shuffle, dtype=torch.int32 if n < 2**31 else torch.int64)
                 self.order, self.batch = self.train_starts[perm.to(self.device)], 0
             self.mine = distributed.shard(self.order, self.world)
             self.model.train()
