@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from lstmcast import __version__
-from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, LstmcastError
+from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, Interrupted, LstmcastError
 
 app = typer.Typer(
     name="lstmcast",
@@ -40,7 +40,10 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
-def _fail(message: str, code: int, *, every_rank: bool = False) -> typer.Exit:
+RANK_0_REPORTS_WITHIN = 10.0  # seconds a quiet rank waits before exiting, so rank 0's line is not cut off
+
+
+def _fail(message: str, code: int, *, every_rank: bool = False, wait: bool = True) -> typer.Exit:
     """Print the one error line. Under torchrun, user errors come from inputs all ranks share,
     so only rank 0 reports them; a bug (`every_rank`) may hit one rank alone and names it."""
     rank = _rank()
@@ -48,6 +51,11 @@ def _fail(message: str, code: int, *, every_rank: bool = False) -> typer.Exit:
         sys.stdout.flush()
         prefix = f"rank {rank}: " if rank else ""
         print(prefix + " ".join(message.split()), file=sys.stderr, flush=True)  # one line, whatever a library said
+    elif wait:  # (not after a stop signal: the launcher is already waiting for every rank to end)
+        # The launcher stops every rank as soon as one exits with an error: a quiet rank that
+        # exited first would take rank 0 down before it printed. Rank 0 meets the same error
+        # and exits first; the launcher then ends this wait.
+        time.sleep(RANK_0_REPORTS_WITHIN)
     return typer.Exit(code)
 
 
@@ -64,7 +72,7 @@ def handle_errors(command: F) -> F:
             if _state["debug"]:
                 traceback.print_exc()
             _json_error(command.__name__, kwargs, " ".join(str(exc).split()), exc.exit_code)
-            raise _fail(f"error: {exc}", exc.exit_code) from None
+            raise _fail(f"error: {exc}", exc.exit_code, wait=not isinstance(exc, Interrupted)) from None
         except KeyboardInterrupt:
             raise _fail("error: interrupted", EXIT_SIGINT) from None
         except Exception as exc:  # a bug in lstmcast, not the user's fault
