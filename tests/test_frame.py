@@ -150,3 +150,13 @@ def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, m
     lines = text.splitlines()
     lines[40] = "2024-01-02 15:xx,39"  # line 41 of the file, in the sixth chunk
     assert "line 41" in error_of(csv(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_offsets_that_change_between_chunks_are_one_clear_error(tmp_path, monkeypatch):
+    from lstmcast import frame
+
+    monkeypatch.setattr(frame, "READ_CHUNK", 2)
+    text = (
+        "t,y\n2024-03-30 22:00+01:00,1\n2024-03-30 23:00+01:00,2\n2024-03-31 01:00+02:00,3\n2024-03-31 02:00+02:00,4\n"
+    )
+    assert "mixes time zones or UTC offsets" in error_of(csv(tmp_path, text))
