@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lstmcast import __version__
+from lstmcast import __version__, distributed
 from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, Interrupted, LstmcastError
 
 app = typer.Typer(
@@ -36,8 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _rank() -> int:
-    """This process's rank under torchrun (0 otherwise), read without importing torch."""
-    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    """This process's rank under torchrun (0 otherwise); `distributed` reads it without importing torch."""
+    return distributed.from_env().rank
 
 
 RANK_0_REPORTS_WITHIN = 10.0  # seconds a quiet rank waits before exiting, so rank 0's line is not cut off
@@ -196,7 +196,7 @@ def train(
     """Train a model from CONFIG; write model.pt, config.yaml, metrics.json, history.csv, train.log."""
     started = time.perf_counter()
     cfg = _load(config, set_, data, out)
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if nproc > 1 and not distributed.from_env().distributed:
         from lstmcast.launch import run_processes
 
         raise typer.Exit(run_processes(nproc, _without_nproc(sys.argv[1:])))
@@ -455,7 +455,7 @@ def main() -> None:
         code = exc.code
     else:
         code = 0
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.from_env().distributed:
         leave_now(code)
     sys.exit(code)
 

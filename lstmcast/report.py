@@ -89,7 +89,7 @@ class Reporter:
 
     def profile(self, total: float) -> None:
         """One line saying where the run's `total` seconds went; printed even with --quiet (it was asked for)."""
-        parts = [(step, seconds) for step, seconds in self.timings.items()]
+        parts = list(self.timings.items())
         parts.append(("other", max(0.0, total - sum(self.timings.values()))))
         text = " · ".join(f"{step} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})" for step, seconds in parts)
         self._emit("warning", f"profile: {text}; total {total:.2f}s")
