@@ -22,7 +22,8 @@ from lstmcast import distributed
 from lstmcast.config import TrainConfig, quantile_levels
 from lstmcast.distributed import World
 from lstmcast.errors import ConfigError, TrainingDiverged
-from lstmcast.windows import WindowSet
+from lstmcast.optim import AdamW
+from lstmcast.windows import StartRuns, WindowSet
 
 
 def pinball_loss(forecast: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,7 @@ class Trainer:
         self,
         model: nn.Module,
         data: WindowSet,
-        train_starts: torch.Tensor,
+        train_starts: torch.Tensor | StartRuns,
         val_starts: torch.Tensor,
         *,
         cfg: TrainConfig,
@@ -116,19 +117,14 @@ class Trainer:
         self.forward = distributed.wrap(model, world, self.device)
         self.train_starts, self.val_starts = train_starts, val_starts
         self.loss_fn = loss_function(cfg.loss, quantile_levels(cfg))
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = AdamW(model.parameters(), weight_decay=cfg.weight_decay)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # same seed on every rank: same epoch order
         self.batch_size = distributed.rank_batch(cfg.batch_size, cfg.batch_size_per_rank, world)
         self.steps_per_epoch = math.ceil(distributed.per_rank(len(train_starts), world) / self.batch_size)
-        total = max(1, cfg.epochs * self.steps_per_epoch)
-        cosine = cfg.lr_schedule == "cosine"
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cosine else 1.0
-        )
         self.result = FitResult()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch, self.batch, self.step = 1, 0, 0
-        self.order: torch.Tensor | None = None  # this epoch's shuffled starts, kept to resume mid-epoch
+        self.order: torch.Tensor | None = None  # this epoch's shuffled positions in train_starts, kept to resume
         self.mine: torch.Tensor | None = None  # this rank's shard of `order`
         self.stale = 0  # validations since the best one
         self.running, self.seen = 0.0, 0  # training loss since the last validation
@@ -147,7 +143,7 @@ class Trainer:
             if self.order is None:
                 n = len(self.train_starts)  # int32 halves the order's memory; same permutation as int64
                 perm = torch.randperm(n, generator=self.shuffle, dtype=torch.int32 if n < 2**31 else torch.int64)
-                self.order, self.batch = self.train_starts[perm.to(self.device)], 0
+                self.order, self.batch = perm.to(self.device), 0
             self.mine = distributed.shard(self.order, self.world)
             self.model.train()
             while self.batch < self.steps_per_epoch and not done:
@@ -183,15 +179,14 @@ class Trainer:
         """One optimiser step; True when a stop was requested (on any rank)."""
         bs = self.batch_size
         assert self.mine is not None
-        inputs, y = self.data.take(self.mine[self.batch * bs : (self.batch + 1) * bs])
+        inputs, y = self.data.take(self.train_starts[self.mine[self.batch * bs : (self.batch + 1) * bs]])
         with self._autocast():
             loss = window_loss(self.model, self.loss_fn, inputs, y, forward=self.forward)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.optimizer.step(self.learning_rate())
         total, count = loss.item() * len(y), float(len(y))
         stop = float(self.stop_signal or 0)
         if self.world.distributed:  # one all-reduce keeps every rank's view of the step identical
@@ -206,6 +201,13 @@ class Trainer:
         if self.progress:
             self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
         return stop > 0
+
+    def learning_rate(self) -> float:
+        """train.lr for the next step: constant, or on a cosine from train.lr to 0 over all epochs' steps."""
+        if self.cfg.lr_schedule != "cosine":
+            return self.cfg.lr
+        total = max(1, self.cfg.epochs * self.steps_per_epoch)
+        return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(self.step, total) / total))
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
@@ -242,7 +244,6 @@ class Trainer:
         return {
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "world_size": self.world.size,
@@ -250,6 +251,7 @@ class Trainer:
             "batch": self.batch,
             "step": self.step,
             "order": None if self.order is None else self.order.cpu(),
+            "order_holds": "positions",
             "stale": self.stale,
             "running": self.running,
             "seen": self.seen,
@@ -271,11 +273,14 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.order = None if state["order"] is None else state["order"].to(device)
+        if self.order is not None and state.get("order_holds") != "positions":
+            # earlier versions saved the shuffled starts themselves; starts ascend, so each one's position is found
+            every = self.train_starts[torch.arange(len(self.train_starts), device=device)]
+            self.order = torch.searchsorted(every, self.order.to(every.dtype))
         self.mine = None if self.order is None else distributed.shard(self.order, self.world)
         self.stale, self.running, self.seen, self.elapsed = (
             state["stale"],
@@ -309,7 +314,7 @@ def window_loss(
 
 
 @torch.no_grad()
-def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor) -> torch.Tensor:
+def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor | StartRuns) -> torch.Tensor:
     """Forecasts (N, horizon, n_targets[, Q]) for the windows at `starts`, in large batches."""
     model.eval()
     parts = [model(*data.take(chunk)[0]) for chunk in starts.split(EVAL_BATCH)]
@@ -317,7 +322,9 @@ def predict_windows(model: nn.Module, data: WindowSet, starts: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def loss_sum_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn: LossFn) -> tuple[float, float]:
+def loss_sum_on(
+    model: nn.Module, data: WindowSet, starts: torch.Tensor | StartRuns, loss_fn: LossFn
+) -> tuple[float, float]:
     """Summed per-window loss and the window count (to combine across ranks)."""
     model.eval()
     total = 0.0
@@ -327,7 +334,7 @@ def loss_sum_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn
     return total, float(len(starts))
 
 
-def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor, loss_fn: LossFn = F.mse_loss) -> float:
+def loss_on(model: nn.Module, data: WindowSet, starts: torch.Tensor | StartRuns, loss_fn: LossFn = F.mse_loss) -> float:
     """Mean loss over the windows at `starts`."""
     total, count = loss_sum_on(model, data, starts, loss_fn)
     return total / count
