@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from lstmcast import frame, scaling
-from lstmcast.split import Split, origins
+from lstmcast.split import Runs, Split, origins
 from lstmcast.windows import WindowSet
 
 
@@ -24,7 +24,7 @@ class Dataset:
     values: np.ndarray  # (rows, columns) original units, concatenated like `data.rows`
     offsets: np.ndarray  # (series + 1,) first row of each series
     ids: list[str | None]
-    parts: dict[str, np.ndarray]  # origins of each split part (empty without splits)
+    parts: dict[str, Runs]  # origins of each split part (empty without splits)
     mean: np.ndarray  # (series, columns): the statistics each series was scaled with
     std: np.ndarray
     unseen: list[str]  # series the scaler did not know, scaled by their own history
@@ -68,17 +68,15 @@ def assemble(
         states.append(state)
         block = scaling.transform(series.values, state)
         if calendar:
-            block = np.concatenate([block, frame.calendar_features(series.index, calendar)], axis=1)
+            block = np.concatenate([block, frame.calendar_features(series.times(), calendar)], axis=1)
         blocks.append(block)
         lengths.append(series.rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     single = len(panel) == 1
     rows = torch.from_numpy(blocks[0] if single else np.concatenate(blocks)).to(device)
     values = panel[0][1].values if single else np.concatenate([s.values for _, s in panel])
-    parts: dict[str, np.ndarray] = {"train": np.arange(0), "val": np.arange(0), "test": np.arange(0)}
-    if splits is not None:
-        per_series = [origins(split, lookback, horizon, stride) for split in splits]
-        parts = {k: np.concatenate([o[k] + offsets[i] for i, o in enumerate(per_series)]) for k in parts}
+    per_series = [origins(split, lookback, horizon, stride) for split in splits or []]
+    parts = {k: Runs.join([o[k] for o in per_series], offsets[: len(per_series)]) for k in ("train", "val", "test")}
     series_of_row = None
     if series_codes is not None:
         counts = torch.as_tensor(lengths, device=device)

@@ -32,6 +32,7 @@ from lstmcast.model import Ensemble, StackedLSTM, build, parameter_count
 from lstmcast.report import Reporter
 from lstmcast.split import Split, check_length, origins
 from lstmcast.train import FitResult, Stopped, Trainer, Validation, loss_function, loss_on
+from lstmcast.windows import StartRuns
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _train_locked(
     digest = hashlib.sha256()
     for sid, series in prep.panel:
         digest.update(f"{sid}".encode())
-        digest.update(series.values.tobytes())
+        digest.update(np.ascontiguousarray(series.values).data)  # the bytes, without copying them
     fingerprint = digest.hexdigest()[:16]
     if resume_state is not None:
         _check_resumable(resume_state, cfg, fingerprint, state_path)
@@ -217,7 +218,10 @@ def _train_locked(
             device=device,
             series_codes=list(range(len(ids))) if embed else None,
         )
-    starts = {k: _window_starts(v, w.lookback, len(ds.data.rows), device) for k, v in ds.parts.items()}
+    starts: dict[str, torch.Tensor | StartRuns] = {
+        "train": StartRuns(ds.parts["train"], w.lookback, device),  # computed batch by batch: no per-window index
+        **{k: torch.as_tensor(ds.parts[k].array() - w.lookback, device=device) for k in ("val", "test")},
+    }
     n_series = f"{len(ids)} series, " if len(ids) > 1 else ""
     reporter.info(
         f"{n_series}{prep.rows} rows of {prep.data_path} ({prep.freq or 'steps'}): "
@@ -261,7 +265,7 @@ def _train_locked(
         member = StackedLSTM(**model_args).to(device)
         if init is not None:
             _warm_start(member, model_args, init, cfg, Path(options.init_from or ""))
-        with reporter.timed("setup"):  # the first optimiser imports torch._dynamo (~1.5 s, once per process)
+        with reporter.timed("setup"):
             trainer = Trainer(
                 member, ds.data, starts["train"], starts["val"], cfg=member_cfg, progress=reporter, world=world
             )
@@ -360,13 +364,6 @@ def _train_locked(
     return TrainOutcome(out_dir, ckpt_path, scores)
 
 
-def _window_starts(origins_: np.ndarray, lookback: int, rows: int, device: torch.device) -> torch.Tensor:
-    """First rows of the windows whose forecasts start at `origins_`: 32-bit when the rows allow (half the memory)."""
-    small = rows < 2**31
-    starts = np.subtract(origins_, lookback, dtype=np.int32 if small else np.int64, casting="unsafe")
-    return torch.from_numpy(starts).to(device)
-
-
 @contextlib.contextmanager
 def _stop_on_signals(trainer: Trainer, world: distributed.World) -> Iterator[None]:
     """SIGINT/SIGTERM ask the trainer to stop after its current batch; a second SIGINT aborts at once.
@@ -460,7 +457,7 @@ def _periods(prep: Prepared) -> dict[str, Any]:
 
 
 def _score(
-    model: StackedLSTM, ds: Dataset, starts: dict[str, torch.Tensor], freq: str | None, cfg: Config
+    model: StackedLSTM, ds: Dataset, starts: dict[str, torch.Tensor | StartRuns], freq: str | None, cfg: Config
 ) -> dict[str, Any]:
     """Losses on each part (scaled), and test errors in original units next to naive baselines."""
     loss_fn = loss_function(cfg.train.loss, quantile_levels(cfg.train))
@@ -469,7 +466,7 @@ def _score(
         idx = starts[part]
         scores[f"{part}_loss"] = loss_on(model, ds.data, idx, loss_fn) if len(idx) else None
     if len(ds.parts["test"]):
-        bt = evaluate.run(model, ds, ds.parts["test"])
+        bt = evaluate.run(model, ds, ds.parts["test"].array())
         result = evaluate.score(bt, ds, frame.season_length(freq))
         for name, errors in result["overall"].items():
             flat = {f"test_{k}": v for k, v in errors.items()}
@@ -691,7 +688,7 @@ def evaluate_checkpoint(
         if use_test_part:  # each series' own test part, split as in training
             where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
             split = check_length(series.rows, lookback, horizon, cfg.data.split.val, cfg.data.split.test, where)
-            local = origins(split, lookback, horizon)["test"]
+            local = origins(split, lookback, horizon)["test"].array()
         else:
             local = np.arange(lookback, series.rows - horizon + 1)
             local = local[local >= _row_at(series, start if start is not None else payload["test_start"], "--start")]

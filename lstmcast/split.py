@@ -8,6 +8,7 @@ rows lie entirely inside its own part, so no target is ever seen in two parts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +66,48 @@ def check_length(rows: int, lookback: int, horizon: int, val: float, test: float
     return split
 
 
-def origins(split: Split, lookback: int, horizon: int, stride: int = 1) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Runs:
+    """Origins as arithmetic runs, one per series: run k holds first[k] + i·step for i < count[k].
+
+    A long series has millions of training origins; as runs they cost a few numbers, and
+    training turns only each batch's positions into origins (`windows.StartRuns`).
+    """
+
+    first: np.ndarray  # (runs,) int64
+    count: np.ndarray  # (runs,) int64
+    step: int = 1
+
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    def array(self) -> np.ndarray:
+        """Every origin, run after run (for the few thousand of a validation or test part)."""
+        pieces = [f + self.step * np.arange(c, dtype=np.int64) for f, c in zip(self.first, self.count, strict=True)]
+        return np.concatenate(pieces) if pieces else np.arange(0)
+
+    @staticmethod
+    def join(runs: Sequence[Runs], offsets: Sequence[int]) -> Runs:
+        """The runs of several series whose rows start at `offsets` in one concatenation."""
+        step = runs[0].step if runs else 1
+        first = [r.first + offset for r, offset in zip(runs, offsets, strict=True)]
+        return Runs(
+            np.concatenate(first) if first else np.zeros(0, np.int64),
+            np.concatenate([r.count for r in runs]) if runs else np.zeros(0, np.int64),
+            step,
+        )
+
+
+def _run(start: int, stop: int, step: int = 1) -> Runs:
+    count = max(0, -(-(stop - start) // step))
+    return Runs(np.array([start], np.int64), np.array([count], np.int64), step)
+
+
+def origins(split: Split, lookback: int, horizon: int, stride: int = 1) -> dict[str, Runs]:
     """Forecast origins of each part; training origins are thinned by `stride`."""
     train_end, val_end = split.train, split.train + split.val
     return {
-        "train": np.arange(lookback, train_end - horizon + 1, stride),
-        "val": np.arange(train_end, val_end - horizon + 1) if split.val else np.arange(0),
-        "test": np.arange(val_end, split.rows - horizon + 1) if split.test else np.arange(0),
+        "train": _run(lookback, train_end - horizon + 1, stride),
+        "val": _run(train_end, val_end - horizon + 1) if split.val else _run(0, 0),
+        "test": _run(val_end, split.rows - horizon + 1) if split.test else _run(0, 0),
     }

@@ -7,9 +7,12 @@ Windows never cross a series boundary because only origins inside one series are
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from lstmcast.split import Runs
 
 
 def window_view(series: torch.Tensor, length: int) -> torch.Tensor:
@@ -43,3 +46,32 @@ class WindowSet:
         future = batch[:, self.lookback :, batch.shape[-1] - self.n_future :] if self.n_future else None
         series = self.series_of_row[starts] if self.series_of_row is not None else None
         return (x, future, series), y
+
+
+class StartRuns:
+    """The first rows of the windows whose origins are `runs`, indexed like a tensor of starts.
+
+    `starts[positions]` computes only those starts (one searchsorted over the runs), so the
+    training windows of a 10-million-row series need no 10-million-entry index; an epoch's
+    shuffled order is then the only per-window array (a permutation of positions).
+    """
+
+    def __init__(self, runs: Runs, lookback: int, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.first = torch.as_tensor(runs.first - lookback, dtype=torch.int64, device=self.device)
+        self.count = torch.as_tensor(runs.count, dtype=torch.int64, device=self.device)
+        self.ends = torch.cumsum(self.count, 0)  # position after each run's last window
+        self.step = runs.step
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, positions: torch.Tensor) -> torch.Tensor:
+        positions = positions.to(torch.int64)
+        run = torch.searchsorted(self.ends, positions, right=True)
+        return self.first[run] + (positions - (self.ends[run] - self.count[run])) * self.step
+
+    def split(self, size: int) -> Iterator[torch.Tensor]:
+        """Consecutive chunks of at most `size` starts, like `Tensor.split`."""
+        for begin in range(0, len(self), size):
+            yield self[torch.arange(begin, min(begin + size, len(self)), device=self.device)]

@@ -76,7 +76,8 @@ def test_no_window_mixes_two_series_and_scalers_use_each_series_training_rows(tm
     for i, (_, series) in enumerate(panel):
         assert scaler["mean"][i][0] == pytest.approx(series.values[: splits[i].train, 0].mean())
     ds = assemble(panel, scaler, lookback=48, horizon=12, calendar=[], splits=splits)
-    for part, origins in ds.parts.items():
+    for part, runs in ds.parts.items():
+        origins = runs.array()
         assert len(origins), part
         first_row, last_row = origins - 48, origins + 12 - 1
         assert np.array_equal(ds.series_of(first_row), ds.series_of(last_row)), part

@@ -9,8 +9,8 @@ import torch
 from lstmcast import checkpoint, scaling
 from lstmcast.errors import DataError
 from lstmcast.model import StackedLSTM
-from lstmcast.split import check_length, origins, split_rows
-from lstmcast.windows import WindowSet, window_view
+from lstmcast.split import Runs, check_length, origins, split_rows
+from lstmcast.windows import StartRuns, WindowSet, window_view
 
 from .conftest import cli, sine_csv
 
@@ -39,7 +39,8 @@ def test_the_training_loop_runs_no_python_per_window():
         data = WindowSet(torch.randn(batch + 40, 2), lookback=24, horizon=6, n_targets=1)
         model = StackedLSTM(n_inputs=2, n_targets=1, lookback=24, horizon=6, hidden_size=8, patch=4)
         cfg = TrainConfig(epochs=1, batch_size=batch, patience=0)
-        trainer = Trainer(model, data, torch.arange(batch), torch.arange(batch)[:0], cfg=cfg)
+        starts = StartRuns(Runs(np.array([24]), np.array([batch])), lookback=24)  # as the pipeline builds them
+        trainer = Trainer(model, data, starts, torch.arange(batch)[:0], cfg=cfg)
         calls = 0
 
         def count(_frame, event, _arg):
@@ -65,9 +66,22 @@ def test_split_origins_keep_each_forecast_inside_its_part():
     parts = origins(split, lookback=48, horizon=12, stride=5)
     bounds = {"train": (0, 700), "val": (700, 850), "test": (850, 1000)}
     for name, (lo, hi) in bounds.items():
-        t = parts[name]
+        t = parts[name].array()
         assert len(t) and t.min() >= max(lo, 48) and t.max() + 12 <= hi, name
-    assert np.all(np.diff(parts["train"]) == 5) and np.all(np.diff(parts["val"]) == 1)
+    assert np.all(np.diff(parts["train"].array()) == 5) and np.all(np.diff(parts["val"].array()) == 1)
+
+
+def test_training_starts_are_computed_per_batch_and_match_listing_them_all():
+    """Three series' runs (stride 3): any positions give the starts a full list would, chunks cover them in order."""
+    split = split_rows(300, 0.2, 0.2)
+    runs = Runs.join([origins(split, 24, 6, stride=3)["train"]] * 3, [0, 300, 600])
+    every = runs.array() - 24
+    assert len(runs) == len(every) == 3 * len(range(24, 180 - 6 + 1, 3))
+    starts = StartRuns(runs, lookback=24)
+    positions = torch.randperm(len(every), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(starts[positions], torch.from_numpy(every)[positions])
+    assert torch.equal(torch.cat(list(starts.split(7))), torch.from_numpy(every))
+    assert len(StartRuns(Runs.join([], []), lookback=24)) == 0
 
 
 def test_too_short_series_says_how_many_rows_are_needed():
@@ -133,7 +147,7 @@ def test_training_windows_come_from_training_rows(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {path: s.csv, target: load}\nwindow: {lookback: 24, horizon: 6}\n")
     prep = prepare(load_config(tmp_path / "c.yaml"), Reporter(quiet=True))
     parts = origins(prep.splits[0], 24, 6)
-    assert parts["train"].max() + 6 <= prep.splits[0].train
+    assert parts["train"].array().max() + 6 <= prep.splits[0].train
 
 
 def test_scale_norm_makes_forecasts_and_losses_scale_free():
