@@ -24,18 +24,62 @@ from lstmcast.errors import DataError
 _OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The times of a series on a fixed step, start + i·step, without storing one per row.
+
+    Stored, they would be the largest array after the values (8 bytes a row). A Grid answers
+    what lstmcast asks of a DatetimeIndex: its length, one time, some times, where a time falls.
+    """
+
+    start: pd.Timestamp
+    step: pd.Timedelta
+    rows: int
+    name: str | None = None
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @property
+    def tz(self) -> Any:
+        return self.start.tz
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> Any:
+        """A Timestamp for an integer, a DatetimeIndex for a slice or an array of positions."""
+        if isinstance(key, int | np.integer):
+            if not -self.rows <= key < self.rows:
+                raise IndexError(f"row {key} of {self.rows}")
+            return self.start + (int(key) % self.rows) * self.step
+        if isinstance(key, slice):
+            positions = np.asarray(range(self.rows)[key], dtype=np.int64)
+        else:
+            key = np.asarray(key)
+            positions = np.flatnonzero(key) if key.dtype == bool else np.where(key < 0, key + self.rows, key)
+        offsets = pd.to_timedelta(positions * self.step.value, unit="ns")
+        return pd.DatetimeIndex(self.start + offsets, name=self.name).as_unit(self.start.unit)
+
+    def searchsorted(self, when: pd.Timestamp) -> int:
+        """The first row at or after `when`."""
+        ahead = (when - self.start).value
+        return int(min(max(-(-ahead // self.step.value), 0), self.rows))
+
+    def materialize(self) -> pd.DatetimeIndex:
+        return self[slice(None)]
+
+
 @dataclass
 class Series:
     """One validated series: rows on a regular grid, no missing values.
 
     `values` holds the target columns first, then the feature columns.
-    `index` is a DatetimeIndex, or None when rows are plain steps 0, 1, 2, ….
+    `index` gives the rows' times — a Grid when they lie a fixed time step apart (then nothing
+    is stored per row), else a DatetimeIndex — or is None when rows are plain steps 0, 1, 2, ….
     """
 
     values: np.ndarray  # (rows, columns) float64
     columns: list[str]
     n_targets: int
-    index: pd.DatetimeIndex | None
+    index: Grid | pd.DatetimeIndex | None
     freq: str | None
     filled_rows: int = 0
     filled_cells: int = 0
@@ -48,6 +92,10 @@ class Series:
     def label(self, row: int) -> str:
         """How a row is named in messages and checkpoints."""
         return str(row) if self.index is None else self.index[row].isoformat()
+
+    def times(self) -> pd.DatetimeIndex | None:
+        """Every row's time (materialised: 8 bytes a row)."""
+        return self.index.materialize() if isinstance(self.index, Grid) else self.index
 
 
 Panel = list[tuple[str | None, Series]]
@@ -173,6 +221,9 @@ def _series(
     future = None
     if future_rows:
         values, index, future = _split_future(where, values, index, value_cols, n_targets, n_future, future_rows)
+    if index is not None and len(index) and isinstance(to_offset(step_freq), offsets.Tick):
+        # regular by now (checked, or gaps filled from a date_range): keep two numbers, not a time per row
+        index = Grid(index[0], pd.Timedelta(to_offset(step_freq)), len(index), index.name)
     for j, col in enumerate(value_cols):
         if np.isnan(values[:, j]).all():
             raise DataError(f"{where}: column {col!r} has no numeric values — check the column or the file")
