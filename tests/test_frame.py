@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lstmcast.errors import DataError
-from lstmcast.frame import future_labels, load_series, season_length
+from lstmcast.frame import Grid, future_labels, load_series, row_at, season_length
 
 
 def csv(tmp_path: Path, text: str) -> Path:
@@ -160,3 +160,21 @@ def test_offsets_that_change_between_chunks_are_one_clear_error(tmp_path, monkey
         "t,y\n2024-03-30 22:00+01:00,1\n2024-03-30 23:00+01:00,2\n2024-03-31 01:00+02:00,3\n2024-03-31 02:00+02:00,4\n"
     )
     assert "mixes time zones or UTC offsets" in error_of(csv(tmp_path, text))
+
+
+@pytest.mark.parametrize("tz", [None, "Asia/Kolkata"])
+def test_a_regular_series_stores_no_time_per_row_and_answers_like_its_index(tmp_path, tz):
+    """Times on a fixed step become a Grid; every lookup gives what the full DatetimeIndex gives."""
+    made = pd.date_range("2024-03-30 20:00", periods=50, freq="h", tz=tz)
+    stamps = made.strftime("%Y-%m-%dT%H:%M:%S%z") if tz else made.strftime("%Y-%m-%d %H:%M:%S")
+    full = pd.DatetimeIndex(pd.to_datetime(stamps), name="t")  # what the file holds, parsed the usual way
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"t": stamps, "y": np.arange(50.0)}).to_csv(path, index=False)
+    series = load(path)
+    assert isinstance(series.index, Grid) and len(series.index) == 50
+    assert series.times().equals(full)
+    for key in (0, 17, -1, slice(None, None, 7), slice(45, None), np.array([3, 0, -2]), np.arange(50) % 3 == 0):
+        got, want = series.index[key], full[key]
+        assert got == want if isinstance(want, pd.Timestamp) else got.equals(want), key
+    for when in ("2024-03-30 19:00", "2024-03-31 04:00", "2024-03-31 04:30", "2024-04-05"):
+        assert row_at(series, when, "--start") == full.searchsorted(pd.Timestamp(when).tz_localize(full.tz)), when
