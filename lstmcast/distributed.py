@@ -83,19 +83,17 @@ def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def shard(order: torch.Tensor, world: World) -> torch.Tensor:
-    """This rank's disjoint share of an epoch's order, as DistributedSampler makes it.
+def shard(count: int, begin: int, end: int, world: World) -> torch.Tensor:
+    """Where this rank's windows begin…end−1 of an epoch sit in the epoch's order of `count`.
 
-    The order is padded by repeating its head to a multiple of the world size, so every rank
-    takes the same number of steps (a rank with one step fewer would leave the others waiting
-    in an all-reduce); ranks take every `size`-th window from their own offset.
+    As DistributedSampler makes it: the order is padded by repeating its head to a multiple of
+    the world size, so every rank takes the same number of steps (a rank with one step fewer
+    would leave the others waiting in an all-reduce); ranks take every `size`-th window from
+    their own offset.
     """
-    if not world.distributed:
-        return order
-    padded = -(-len(order) // world.size) * world.size
-    if padded > len(order):
-        order = order.repeat(-(-padded // len(order)))[:padded]
-    return order[world.rank :: world.size]
+    import torch
+
+    return (world.rank + torch.arange(begin, end, dtype=torch.int64) * world.size) % max(count, 1)
 
 
 def per_rank(count: int, world: World) -> int:

@@ -23,6 +23,7 @@ from lstmcast.config import TrainConfig, quantile_levels
 from lstmcast.distributed import World
 from lstmcast.errors import ConfigError, TrainingDiverged
 from lstmcast.optim import AdamW
+from lstmcast.shuffle import Shuffle
 from lstmcast.windows import StartRuns, WindowSet
 
 
@@ -45,7 +46,9 @@ def loss_function(name: str, quantiles: list[float]) -> LossFn:
     return LOSSES[name]
 
 
-EVAL_BATCH = 8192
+# Windows per inference batch: as fast as 8192 on CPU (measured), with a tenth of the activation memory
+# (scoring the training windows of a 10M-row series peaked 120 MB higher at 8192).
+EVAL_BATCH = 1024
 SINGLE_PROCESS = World()
 
 
@@ -120,12 +123,12 @@ class Trainer:
         self.optimizer = AdamW(model.parameters(), weight_decay=cfg.weight_decay)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # same seed on every rank: same epoch order
         self.batch_size = distributed.rank_batch(cfg.batch_size, cfg.batch_size_per_rank, world)
-        self.steps_per_epoch = math.ceil(distributed.per_rank(len(train_starts), world) / self.batch_size)
+        self.per_rank = distributed.per_rank(len(train_starts), world)  # windows each rank sees per epoch
+        self.steps_per_epoch = math.ceil(self.per_rank / self.batch_size)
         self.result = FitResult()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch, self.batch, self.step = 1, 0, 0
-        self.order: torch.Tensor | None = None  # this epoch's shuffled positions in train_starts, kept to resume
-        self.mine: torch.Tensor | None = None  # this rank's shard of `order`
+        self.order: Shuffle | torch.Tensor | None = None  # this epoch's permutation of train_starts' positions
         self.stale = 0  # validations since the best one
         self.running, self.seen = 0.0, 0  # training loss since the last validation
         self.elapsed = 0.0  # seconds spent in earlier (interrupted) sessions
@@ -141,10 +144,7 @@ class Trainer:
         cfg, done = self.cfg, False
         while self.epoch <= cfg.epochs and not done:
             if self.order is None:
-                n = len(self.train_starts)  # int32 halves the order's memory; same permutation as int64
-                perm = torch.randperm(n, generator=self.shuffle, dtype=torch.int32 if n < 2**31 else torch.int64)
-                self.order, self.batch = perm.to(self.device), 0
-            self.mine = distributed.shard(self.order, self.world)
+                self.order, self.batch = Shuffle.draw(len(self.train_starts), self.shuffle), 0
             self.model.train()
             while self.batch < self.steps_per_epoch and not done:
                 stop = self._train_batch()
@@ -177,9 +177,10 @@ class Trainer:
 
     def _train_batch(self) -> bool:
         """One optimiser step; True when a stop was requested (on any rank)."""
-        bs = self.batch_size
-        assert self.mine is not None
-        inputs, y = self.data.take(self.train_starts[self.mine[self.batch * bs : (self.batch + 1) * bs]])
+        bs, n = self.batch_size, len(self.train_starts)
+        assert self.order is not None
+        slots = distributed.shard(n, self.batch * bs, min((self.batch + 1) * bs, self.per_rank), self.world)
+        inputs, y = self.data.take(self.train_starts[self.order[slots.to(self.device)]])
         with self._autocast():
             loss = window_loss(self.model, self.loss_fn, inputs, y, forward=self.forward)
         self.optimizer.zero_grad()
@@ -250,8 +251,8 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
-            "order": None if self.order is None else self.order.cpu(),
-            "order_holds": "positions",
+            "order": self.order.keys if isinstance(self.order, Shuffle) else self.order,
+            "order_holds": "keys" if isinstance(self.order, Shuffle) else "positions",
             "stale": self.stale,
             "running": self.running,
             "seen": self.seen,
@@ -276,12 +277,16 @@ class Trainer:
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        self.order = None if state["order"] is None else state["order"].to(device)
-        if self.order is not None and state.get("order_holds") != "positions":
-            # earlier versions saved the shuffled starts themselves; starts ascend, so each one's position is found
+        order, holds = state["order"], state.get("order_holds", "starts")
+        if order is None:
+            self.order = None
+        elif holds == "keys":
+            self.order = Shuffle(len(self.train_starts), order)
+        elif holds == "positions":
+            self.order = order.to(device)
+        else:  # earlier versions saved the shuffled starts themselves; starts ascend, so positions are found
             every = self.train_starts[torch.arange(len(self.train_starts), device=device)]
-            self.order = torch.searchsorted(every, self.order.to(every.dtype))
-        self.mine = None if self.order is None else distributed.shard(self.order, self.world)
+            self.order = torch.searchsorted(every, order.to(device=device, dtype=every.dtype))
         self.stale, self.running, self.seen, self.elapsed = (
             state["stale"],
             state["running"],

@@ -101,7 +101,7 @@ def test_shards_are_disjoint_cover_the_epoch_and_have_equal_length():
     from lstmcast.distributed import World, shard
 
     order = torch.randperm(11)
-    shards = [shard(order, World(rank=r, size=3)) for r in range(3)]
+    shards = [order[shard(11, 0, 4, World(rank=r, size=3))] for r in range(3)]  # 4 = ceil(11 / 3) each
     assert [len(s) for s in shards] == [4, 4, 4]
     seen = torch.cat(shards)
     assert set(seen.tolist()) == set(range(11))
