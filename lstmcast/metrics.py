@@ -48,8 +48,15 @@ def mase_scale(history: np.ndarray, season: int) -> np.ndarray:
     m = season if len(history) > season else 1
     if len(history) <= m:
         return np.full(history.shape[1], np.nan)
-    scale = np.mean(np.abs(history[m:] - history[:-m]), axis=0)
+    total = np.zeros(history.shape[1])
+    for begin in range(m, len(history), _BLOCK):  # blocks: the history may be millions of rows
+        block = history[begin : begin + _BLOCK]
+        total += np.abs(block - history[begin - m : begin - m + len(block)]).sum(axis=0)
+    scale = total / (len(history) - m)
     return np.where(scale > 0, scale, np.nan)
+
+
+_BLOCK = 1 << 16
 
 
 def errors(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def for_series(state: dict[str, Any], sid: str | None) -> dict[str, Any] | None:
     return {"kind": state["kind"], "mean": state["mean"][i], "std": state["std"][i]}
 
 
-_CHUNK = 1 << 20  # rows scaled at a time
+_CHUNK = 1 << 16  # rows scaled at a time: small temporaries, reused from one chunk to the next
 
 
 def transform(values: np.ndarray, state: dict[str, Any]) -> np.ndarray:
