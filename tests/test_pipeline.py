@@ -99,6 +99,30 @@ def test_the_epoch_order_is_a_permutation_drawn_from_the_seed_and_never_stored()
     assert not torch.equal(every, Shuffle.draw(n, torch.Generator().manual_seed(1))[torch.arange(n)])
 
 
+def test_a_state_saved_mid_epoch_by_an_earlier_version_resumes_the_same_windows():
+    """Versions before the keyed shuffle saved the epoch's shuffled starts themselves."""
+    from lstmcast.config import TrainConfig
+    from lstmcast.shuffle import Shuffle
+    from lstmcast.train import Trainer
+
+    data = WindowSet(torch.randn(400, 1), lookback=24, horizon=6, n_targets=1)
+    starts = StartRuns(Runs(np.array([24, 224]), np.array([80, 80]), step=2), lookback=24)
+
+    def trainer() -> Trainer:
+        model = StackedLSTM(n_inputs=1, n_targets=1, lookback=24, horizon=6, hidden_size=4, patch=6)
+        return Trainer(model, data, starts, torch.arange(0), cfg=TrainConfig(epochs=2, batch_size=16))
+
+    old = trainer()
+    old.order = Shuffle.draw(len(starts), torch.Generator().manual_seed(3))
+    every = torch.arange(len(starts))
+    state = old.state_dict()
+    state["order"] = starts[old.order[every]]  # the old format: starts, not keys
+    del state["order_holds"]
+    new = trainer()
+    new.load_state_dict(state)
+    assert torch.equal(starts[new.order[every]], state["order"])
+
+
 def test_too_short_series_says_how_many_rows_are_needed():
     with pytest.raises(DataError, match=r"has 80 rows.*needs at least \d+") as exc:
         check_length(80, 48, 12, 0.15, 0.15, "x.csv")
