@@ -5,7 +5,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from lstmcast import frame
 from lstmcast.errors import DataError
 from lstmcast.frame import Grid, future_labels, load_series, row_at, season_length
 
@@ -178,3 +181,42 @@ def test_a_regular_series_stores_no_time_per_row_and_answers_like_its_index(tmp_
         assert got == want if isinstance(want, pd.Timestamp) else got.equals(want), key
     for when in ("2024-03-30 19:00", "2024-03-31 04:00", "2024-03-31 04:30", "2024-04-05"):
         assert row_at(series, when, "--start") == full.searchsorted(pd.Timestamp(when).tz_localize(full.tz)), when
+
+
+def _outcome(path: Path, fast: bool):
+    """What loading gives, with or without the fast ISO reader: (values, times, freq) or the error message."""
+    from unittest import mock
+
+    with mock.patch.object(frame, "_read_iso", frame._read_iso if fast else lambda *args: None):
+        try:
+            series = load(path)
+        except DataError as exc:
+            return str(exc)
+    return series.values, series.times(), series.freq
+
+
+stamp_formats = st.sampled_from(
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%d/%m/%Y %H:%M", "%Y-%m-%d %H:%M:%S+01:00"]
+)
+cell_values = st.one_of(
+    st.sampled_from(["", "1", "-2.5", "1e3", "nan", "inf", "x", "NA", '"7"']), st.floats(-1e6, 1e6).map(str)
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    fmt=stamp_formats, steps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 0, -1]), min_size=3, max_size=40), data=st.data()
+)
+def test_the_fast_iso_reader_gives_what_the_general_reader_gives(tmp_path_factory, fmt, steps, data):
+    """Every file loads (or fails, with the same message) exactly as it would without the fast path."""
+    unit = pd.Timedelta(days=1) if fmt == "%Y-%m-%d" else pd.Timedelta(hours=1)
+    times = [pd.Timestamp("2024-02-27") + unit * int(k) for k in np.cumsum(steps)]  # with repeats and reversals
+    values = [data.draw(cell_values) for _ in steps]
+    path = tmp_path_factory.mktemp("fast") / "d.csv"
+    path.write_text("t,y\n" + "".join(f"{t.strftime(fmt)},{v}\n" for t, v in zip(times, values, strict=True)))
+    fast, general = _outcome(path, fast=True), _outcome(path, fast=False)
+    if isinstance(general, str) or isinstance(fast, str):
+        assert fast == general
+    else:
+        assert np.array_equal(fast[0], general[0], equal_nan=True)
+        assert fast[1].equals(general[1]) and fast[2] == general[2]
