@@ -251,7 +251,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
-            "order": self.order.keys if isinstance(self.order, Shuffle) else self.order,
+            "order": self.order.keys if isinstance(self.order, Shuffle) else _cpu_or_none(self.order),
             "order_holds": "keys" if isinstance(self.order, Shuffle) else "positions",
             "stale": self.stale,
             "running": self.running,
@@ -298,6 +298,10 @@ class Trainer:
         r = self.result
         r.best_val, r.best_epoch, r.epochs_run = state["best_val"], state["best_epoch"], state["epochs_run"]
         r.history = [Validation(**p) for p in state["history"]]
+
+
+def _cpu_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.cpu()
 
 
 def window_loss(
