@@ -52,8 +52,8 @@ class StartRuns:
     """The first rows of the windows whose origins are `runs`, indexed like a tensor of starts.
 
     `starts[positions]` computes only those starts (one searchsorted over the runs), so the
-    training windows of a 10-million-row series need no 10-million-entry index; an epoch's
-    shuffled order is then the only per-window array (a permutation of positions).
+    training windows of a 10-million-row series need no 10-million-entry index (nor does an
+    epoch's order: `shuffle.Shuffle` computes it the same way, batch by batch).
     """
 
     def __init__(self, runs: Runs, lookback: int, device: torch.device | str = "cpu") -> None:
