@@ -20,7 +20,7 @@ class Shuffle:
 
     def __init__(self, n: int, keys: torch.Tensor) -> None:
         self.n, self.keys = n, keys.to(torch.int64).cpu()
-        half_bits = max(1, -(-max(n - 1, 1).bit_length() // 2))  # the domain 4^half_bits is ≥ n and < 4n
+        half_bits = max(1, -(-max(n - 1, 1).bit_length() // 2))  # the domain 4^half_bits is ≥ n and ≤ 4n
         self.half_bits, self.mask = half_bits, (1 << half_bits) - 1
 
     @classmethod
