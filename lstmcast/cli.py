@@ -1,7 +1,7 @@
 """The `lstmcast` command: parse arguments, call the pipeline, map errors to exit codes.
 
 Heavy modules (torch, pandas) are imported inside the commands, so `--help`, `--version`
-and shell completion start as fast as typer itself.
+and shell completion start about as fast as typer itself (benchmarks/perf.py figure 2).
 """
 
 from __future__ import annotations
@@ -464,9 +464,9 @@ def leave_now(code: Any) -> None:
     """Exit a torchrun worker without interpreter teardown.
 
     Every file is written and closed by now, but gloo's background threads can make the
-    teardown abort (SIGABRT, "terminate called without an active exception"; seen in about
-    1 of 8 runs on a loaded 2-core machine with torch 2.13), which would turn a finished run
-    into a failed job. `os._exit` skips that teardown.
+    teardown abort (SIGABRT, "terminate called without an active exception"; how often is in
+    benchmarks/RESULTS.md, "Measurements behind design choices"), which would turn a finished
+    run into a failed job. `os._exit` skips that teardown.
     """
     sys.stdout.flush()
     sys.stderr.flush()

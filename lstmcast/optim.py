@@ -1,7 +1,7 @@
 """AdamW (decoupled weight decay), written out.
 
-torch.optim's base class imports torch._dynamo when it is built (~70 MB of resident memory
-and ~1.3 s per training process, measured with torch 2.13), a cost every nightly job paid
+torch.optim's base class imports torch._dynamo when it is built (memory and start-up time per
+training process: benchmarks/perf.py figure 3, benchmarks/RESULTS.md), a cost every nightly job paid
 before its first step. The update below is torch.optim.AdamW's, operation for operation, so
 training gives the same weights (tests compare the two step by step).
 """

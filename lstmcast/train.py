@@ -46,8 +46,8 @@ def loss_function(name: str, quantiles: list[float]) -> LossFn:
     return LOSSES[name]
 
 
-# Windows per inference batch: as fast as 8192 on CPU (measured), with a tenth of the activation memory
-# (scoring the training windows of a 10M-row series peaked 120 MB higher at 8192).
+# Windows per inference batch: as fast as 8192 on CPU, with a tenth of the activation memory (see
+# benchmarks/perf.py figures 3 and 5, and "Measurements behind design choices" in benchmarks/RESULTS.md).
 EVAL_BATCH = 1024
 SINGLE_PROCESS = World()
 

@@ -40,7 +40,7 @@ class WindowSet:
 
     def take(self, starts: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Model inputs (x, future, series) and targets (B, horizon, n_targets) of the windows at `starts`."""
-        # One gather, then contiguous: oneDNN's LSTM backward is ~5× slower on strided tensors (measured).
+        # One gather, then contiguous: oneDNN's LSTM backward is slower on strided tensors (benchmarks/RESULTS.md).
         batch = self.windows[starts].transpose(1, 2).contiguous()  # (B, lookback + horizon, columns)
         x, y = batch[:, : self.lookback], batch[:, self.lookback :, : self.n_targets]
         future = batch[:, self.lookback :, batch.shape[-1] - self.n_future :] if self.n_future else None
