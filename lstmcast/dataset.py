@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lstmcast import frame, scaling
+from lstmcast.calendar import calendar_features
 from lstmcast.split import Runs, Split, origins
 from lstmcast.windows import WindowSet
 
@@ -68,7 +69,7 @@ def assemble(
         states.append(state)
         block = scaling.transform(series.values, state)
         if calendar:
-            block = np.concatenate([block, frame.calendar_features(series.times(), calendar)], axis=1)
+            block = np.concatenate([block, calendar_features(series.times(), calendar)], axis=1)
         blocks.append(block)
         lengths.append(series.rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)])

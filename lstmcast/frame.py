@@ -1,15 +1,14 @@
-"""CSV → validated, regular, gap-filled series as a numpy array; forecast → CSV.
+"""Raw CSV frame → validated, regular, gap-filled series as numpy arrays (`Series`; many in a `Panel`).
 
-The only module that touches pandas. Every problem with the user's file becomes a
-`DataError` naming the file, column and row (1-based line numbers as an editor shows them,
+Owns what is checked and repaired once `readers` has read the file: series ids, sorting,
+duplicate times, the data.start/data.end range, the frequency and its grid (`Grid`), the rows
+that give the known future, and filling gaps and empty cells. Every problem becomes a `DataError`
+naming the file (and series), column and row (1-based line numbers as an editor shows them,
 the header being line 1).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,8 @@ import pandas as pd
 from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
-from lstmcast import fastcsv
-from lstmcast.atomic import atomic_write
 from lstmcast.errors import DataError
-
-_OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+from lstmcast.readers import Lines, numeric_values, parse_times, read_csv, return_freed_memory
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,6 @@ class Series:
 
 
 Panel = list[tuple[str | None, Series]]
-Lines = np.ndarray | range  # the file line of each row
 
 
 def load_series(path: str | Path, **options: Any) -> Series:
@@ -133,12 +128,12 @@ def load_panel(
     path = Path(path)
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
-    frame = _read(path, wanted, value_cols, timestamp)
+    frame = read_csv(path, wanted, value_cols, timestamp)
     # The file line of each row, for messages: rows in file order need no array (4 bytes a row) for it.
     lines: Lines = range(2, len(frame) + 2)
     if series_id is not None:  # rows are grouped by series, so each needs its own line number
         lines = np.arange(2, len(frame) + 2, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
-    values = _numeric(frame, value_cols, lines, path)
+    values = numeric_values(frame, value_cols, lines, path)
     if series_id is None:
         groups: list[tuple[str | None, np.ndarray | slice]] = [(None, slice(None))]  # views, not copies
     else:
@@ -155,7 +150,7 @@ def load_panel(
     if timestamp is not None:
         column = frame[timestamp]
         already = column.dtype.kind == "M"  # the fast path parsed them chunk by chunk
-        stamps = pd.DatetimeIndex(column) if already else _parse_times(column, lines, path, timestamp)
+        stamps = pd.DatetimeIndex(column) if already else parse_times(column, lines, path, timestamp)
     if stamps is not None and freq == "auto" and len(groups) > 1:
         # One grid for all: inferred from the longest series, then checked on every series.
         longest = max(groups, key=lambda g: len(g[1]))
@@ -169,18 +164,8 @@ def load_panel(
         panel.append((sid, _series(where, times, values[rows], lines[rows], spec, freq, missing, start, end)))
     if len(values) >= 1_000_000:
         frame = stamps = times = column = None  # the parse's own arrays go first
-        _return_freed_memory()
+        return_freed_memory()
     return panel
-
-
-def _return_freed_memory() -> None:
-    """Give the heap pages a long parse freed back to the system.
-
-    glibc keeps freed memory of many mid-sized allocations (the parser's chunks) in its heap:
-    40 MB still resident after loading 10 million rows, for the rest of a training run.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: that allocator manages its own
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _series(
@@ -286,190 +271,6 @@ def _split_future(
         when = index[end + row] if index is not None else end + row
         raise DataError(f"{where}: future row {when} lacks {value_cols[len(value_cols) - n_future + col]!r} — fill it")
     return values[:end], (index[:end] if index is not None else None), future
-
-
-READ_CHUNK = 250_000  # rows parsed at a time: bounds the memory the timestamps' text takes
-
-
-def _read_iso(path: Path, wanted: list[str], numeric: list[str], timestamp: str) -> pd.DataFrame | None:
-    """The commonest file — ISO times in the first column, numbers after — without Python strings.
-
-    Times are parsed from the file's bytes (fastcsv) and the numbers go chunk by chunk into one
-    preallocated array: 16 bytes a row for a time and a value, and 3–4× faster than plain read_csv
-    of the same file (10M rows). None when the file is anything else (the general reader decides).
-    """
-    others = [c for c in wanted if c != timestamp]
-    if any(c not in numeric for c in others):
-        return None
-    stamps = fastcsv.first_column_times(path)
-    if stamps is None:
-        return None
-    values, filled = np.empty((len(stamps), len(others))), 0
-    reader = pd.read_csv(
-        path, usecols=others, dtype="float64", keep_default_na=False, na_values=[""], chunksize=READ_CHUNK
-    )
-    with reader:
-        for chunk in reader:
-            if filled + len(chunk) > len(stamps):
-                return None
-            values[filled : filled + len(chunk)] = chunk[others].to_numpy()
-            filled += len(chunk)
-    if filled != len(stamps):
-        return None
-    columns = {timestamp: stamps, **{c: values[:, j] for j, c in enumerate(others)}}
-    return pd.DataFrame(columns, copy=False)  # the arrays themselves (DataFrame.insert would copy the times)
-
-
-def _read_fast(path: Path, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
-    """The common case in one pass of the C parser: value columns straight to float64.
-
-    Read in chunks whose timestamps are parsed at once, so the text of at most one chunk is
-    alive at a time (as Python strings it is ~10× the size of the parsed times).
-    """
-    dtypes = {c: ("float64" if c in numeric else str) for c in wanted}
-    reader = pd.read_csv(
-        path, usecols=wanted, dtype=dtypes, keep_default_na=False, na_values=[""], chunksize=READ_CHUNK
-    )
-    parts = []
-    with reader:
-        for chunk in reader:
-            if timestamp is not None and len(chunk):
-                first = 2 + READ_CHUNK * len(parts)
-                chunk[timestamp] = _parse_times(chunk[timestamp], np.arange(first, first + len(chunk)), path, timestamp)
-            parts.append(chunk)
-    if not parts:  # a header and no rows; _read says so
-        return pd.DataFrame(columns=wanted)
-    if len(parts) == 1:
-        return parts[0]
-    # Column by column, dropping each column's pieces once joined: peak memory is one column's copy.
-    columns = {}
-    for col in wanted:
-        pieces = [part.pop(col) for part in parts]
-        columns[col] = pd.concat(pieces, ignore_index=True)
-        del pieces
-    frame = pd.DataFrame(columns)
-    if (
-        timestamp is not None
-        and len(frame)
-        and not isinstance(frame[timestamp].dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType)
-    ):
-        raise DataError(
-            f"{path}: column {timestamp!r} mixes time zones or UTC offsets (e.g. daylight saving, or some times "
-            "without an offset) — write every time in UTC or with one fixed offset"
-        )
-    return frame
-
-
-def _read(path: Path, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
-    if not path.exists():
-        raise DataError(
-            f"data file {path} not found — check the path (relative paths in a config resolve against its folder)"
-        )
-    if path.is_dir():
-        raise DataError(f"data path {path} is a folder — give the CSV file inside it")
-    try:
-        header = pd.read_csv(path, nrows=0)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty — it needs a header line and data rows") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text — is it a CSV file?") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
-    found = [str(c) for c in header.columns]
-    absent = [c for c in wanted if c not in found]
-    if absent:
-        hint = ""
-        if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
-            hint = " — the file seems not to be comma-separated; save it with commas"
-        raise DataError(
-            f"{path}: column {absent[0]!r} not found; columns are {', '.join(map(repr, found))}{hint or ' — fix the config or the file'}"
-        )
-    try:
-        frame = None
-        if timestamp is not None and found[0] == timestamp:
-            frame = _read_iso(path, wanted, numeric, timestamp)
-        if frame is None:
-            frame = _read_fast(path, wanted, numeric, timestamp)
-    except ValueError:  # a non-numeric cell: reread as text so the error can name its line
-        frame = None
-    try:
-        if frame is None:
-            frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_values=[""])
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text — is it a CSV file?") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(
-            f"{path}: malformed CSV ({_first_line(exc)}) — check quoting and the number of fields per line"
-        ) from None
-    if frame.empty:
-        raise DataError(f"{path} has a header but no data rows — it needs at least one row")
-    return frame
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _numeric(frame: pd.DataFrame, columns: list[str], lines: Lines, path: Path) -> np.ndarray:
-    out = np.empty((len(frame), len(columns)))
-    for j, col in enumerate(columns):
-        text = frame[col]
-        if text.dtype == np.float64:  # parsed by the fast path: nothing to report but infinities
-            if len(columns) == 1:  # no copy: the frame's own column
-                out = text.to_numpy()[:, None]
-            else:
-                out[:, j] = text.to_numpy()
-            _check_finite(out[:, j], col, lines, path)
-            continue
-        nums = pd.to_numeric(text, errors="coerce")
-        bad = nums.isna().to_numpy() & text.notna().to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{path}: line {lines[row]}, column {col!r}: {text.iloc[row]!r} is not a number — "
-                "fix the value or leave the cell empty to treat it as missing"
-            )
-        out[:, j] = nums.to_numpy(dtype=np.float64, na_value=np.nan)
-        _check_finite(out[:, j], col, lines, path)
-    return out
-
-
-def _check_finite(column: np.ndarray, col: str, lines: Lines, path: Path) -> None:
-    if np.isinf(column).any():
-        row = int(np.flatnonzero(np.isinf(column))[0])
-        raise DataError(f"{path}: line {lines[row]}, column {col!r}: infinite value — replace it")
-
-
-def _parse_times(text: pd.Series, lines: Lines, path: Path, col: str) -> pd.DatetimeIndex:
-    if text.isna().any():
-        row = int(np.flatnonzero(text.isna().to_numpy())[0])
-        raise DataError(f"{path}: line {lines[row]}: empty timestamp in column {col!r} — fill it or drop the row")
-    sample = text.iloc[:100]  # cheap test first: converting a million strings costs a second
-    if pd.to_numeric(sample, errors="coerce").notna().all() and pd.to_numeric(text, errors="coerce").notna().all():
-        raise DataError(
-            f"{path}: column {col!r} holds numbers, not times — write ISO times (2024-01-31 13:00) "
-            "or set data.timestamp: null to number the rows"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pd.DatetimeIndex(pd.to_datetime(text))
-    except (ValueError, TypeError, OverflowError) as exc:
-        has_offset = text.str.contains(_OFFSET_SUFFIX)
-        if "Mixed timezones" in str(exc) or (has_offset.any() and not has_offset.all()):
-            raise DataError(
-                f"{path}: column {col!r} mixes time zones or UTC offsets (e.g. daylight saving, or some times "
-                "without an offset) — write every time in UTC or with one fixed offset"
-            ) from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-    bad = parsed.isna().to_numpy()
-    row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
-    raise DataError(
-        f"{path}: line {lines[row]}: cannot parse {text.iloc[row]!r} in column {col!r} as a time — "
-        "write all times in one format, e.g. 2024-01-31 13:00"
-    )
 
 
 def _check_duplicates(index: pd.DatetimeIndex, steps: np.ndarray, lines: Lines, path: Path, col: str) -> None:
@@ -581,121 +382,3 @@ def _fill(values: np.ndarray, columns: list[str], missing: str, path: Path, line
     else:
         frame = frame.ffill().bfill()
     return frame.to_numpy(dtype=np.float64), count
-
-
-# ---------------------------------------------------------------------------- time
-
-
-def future_labels(series: Series, horizon: int) -> pd.Index:
-    """The `horizon` timestamps (or step numbers) that follow the series' last row."""
-    if series.index is None:
-        return pd.RangeIndex(series.rows, series.rows + horizon)
-    return pd.date_range(series.index[-1], periods=horizon + 1, freq=series.freq)[1:]
-
-
-def season_length(freq: str | None) -> int:
-    """The seasonal period the naive baseline uses: a day of sub-daily data, a week of days, a year of months."""
-    if freq is None:
-        return 1
-    offset = to_offset(freq)
-    day = pd.Timedelta(days=1).value
-    if isinstance(offset, offsets.Day):
-        return 7 if offset.n == 1 else 1
-    if isinstance(offset, offsets.Tick):
-        return day // offset.nanos if offset.nanos < day and day % offset.nanos == 0 else 1
-    if isinstance(offset, offsets.BusinessDay):
-        return 5
-    if isinstance(offset, offsets.Week):
-        return 52
-    if isinstance(offset, (offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin, offsets.BusinessMonthEnd)):
-        return 12 // offset.n if 12 % offset.n == 0 else 1
-    if isinstance(offset, (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd)):
-        return 4
-    return 1
-
-
-def row_at(series: Series, when: str, flag: str) -> int:
-    """Index of the first row at or after the time `when`."""
-    assert series.index is not None
-    try:
-        stamp = pd.Timestamp(when)
-    except ValueError:
-        raise DataError(f"{flag} {when!r} is not a time — write e.g. 2024-01-31 13:00") from None
-    if series.index.tz is not None and stamp.tz is None:
-        stamp = stamp.tz_localize(series.index.tz)
-    elif series.index.tz is None and stamp.tz is not None:
-        raise DataError(f"{flag} {when!r} has a time zone but the data's times have none — drop the offset")
-    return int(series.index.searchsorted(stamp))
-
-
-def calendar_names(setting: str, freq: str | None) -> list[str]:
-    """Which calendar inputs to derive: `auto` picks those that vary within the data's frequency."""
-    if freq is None or setting.strip() == "none":
-        return []
-    if setting.strip() != "auto":
-        return [c.strip() for c in setting.split(",") if c.strip()]
-    offset = to_offset(freq)
-    if (
-        isinstance(offset, offsets.Tick)
-        and not isinstance(offset, offsets.Day)
-        and offset.nanos < pd.Timedelta(days=1).value
-    ):
-        return ["hour", "dayofweek"]
-    if isinstance(offset, (offsets.Day, offsets.BusinessDay)):
-        return ["dayofweek", "month"]
-    if isinstance(
-        offset, (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.QuarterBegin, offsets.QuarterEnd)
-    ):
-        return ["month"]
-    return []
-
-
-def calendar_features(index: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
-    """(rows, 2·len(names)) float32: sin and cos of each calendar position as a fraction of its cycle."""
-    phase = {
-        "hour": lambda: (index.hour + index.minute / 60) / 24,
-        "dayofweek": lambda: index.day_of_week / 7,
-        "dayofmonth": lambda: (index.day - 1) / index.days_in_month,
-        "month": lambda: (index.month - 1) / 12,
-    }
-    columns = []
-    for name in names:
-        angle = 2 * np.pi * np.asarray(phase[name](), dtype=np.float64)
-        columns += [np.sin(angle), np.cos(angle)]
-    return np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((len(index), 0), np.float32)
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def write_forecast(
-    path: str | Path,
-    labels: list[pd.Index],
-    columns: list[str],
-    values: np.ndarray,
-    label_name: str,
-    ids: list[str | None],
-    series_col: str | None,
-) -> None:
-    """Write a forecast CSV atomically: [series id,] time label, one column per target (and quantile).
-
-    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is set.
-    """
-    parts = []
-    for sid, idx, block in zip(ids, labels, values, strict=True):
-        part = pd.DataFrame(block, columns=columns)
-        part.insert(0, label_name, idx)
-        if series_col is not None:
-            part.insert(0, series_col, sid)
-        parts.append(part)
-    write_frame(path, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
-
-
-def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows)
-
-
-def write_frame(path: str | Path, frame: pd.DataFrame) -> None:
-    atomic_write(
-        Path(path), lambda f: frame.to_csv(f, index=False, lineterminator="\n", float_format="%.8g"), text=True
-    )

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import checkpoint, distributed, evaluate, frame, lock, metrics, scaling
+from lstmcast import checkpoint, distributed, evaluate, frame, lock, metrics, scaling, sinks
 from lstmcast.atomic import ensure_dir, render_path, write_text
+from lstmcast.calendar import calendar_features, calendar_names, future_labels, row_at, season_length
 from lstmcast.config import Config, TrainConfig, config_from_dict, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
@@ -111,7 +112,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
             reporter.info(
                 f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split"
             )
-    calendar = frame.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
+    calendar = calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
     return Prepared(kept, splits, data_path, calendar, skipped)
 
 
@@ -327,7 +328,7 @@ def _train_locked(
         write_text(out_dir / "config.yaml", to_yaml(cfg))
         write_text(out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
         history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(results) for p in r.history]
-        frame.write_frame(out_dir / "history.csv", frame.table(history))
+        sinks.write_frame(out_dir / "history.csv", sinks.table(history))
         ckpt_path = out_dir / "model.pt"
         single = len(ids) == 1 and ids[0] is None
         labels = _periods(prep)
@@ -467,7 +468,7 @@ def _score(
         scores[f"{part}_loss"] = loss_on(model, ds.data, idx, loss_fn) if len(idx) else None
     if len(ds.parts["test"]):
         bt = evaluate.run(model, ds, ds.parts["test"].array())
-        result = evaluate.score(bt, ds, frame.season_length(freq))
+        result = evaluate.score(bt, ds, season_length(freq))
         for name, errors in result["overall"].items():
             flat = {f"test_{k}": v for k, v in errors.items()}
             if name == "model":
@@ -603,7 +604,7 @@ def predict(
         ds = _dataset_for(payload, model, panel, reporter)
     lookback, horizon = model.lookback, model.horizon
     ends = ds.offsets[1:]  # one past each series' last row
-    labels = [frame.future_labels(series, horizon) for _, series in panel]
+    labels = [future_labels(series, horizon) for _, series in panel]
     future = _future_inputs(payload, panel, ds, labels) if model.n_future else None
     x = ds.data.rows[torch.as_tensor((ends - lookback)[:, None] + np.arange(lookback))]  # (S, lookback, C)
     series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
@@ -627,7 +628,7 @@ def predict(
     label_name = payload["columns"]["timestamp"] or "step"
     series_col = payload["columns"].get("series_id") if payload.get("series") or len(panel) > 1 else None
     with reporter.timed("write"):
-        frame.write_forecast(out, labels, columns, table, label_name, [sid for sid, _ in panel], series_col)
+        sinks.write_forecast(out, labels, columns, table, label_name, [sid for sid, _ in panel], series_col)
     _sid0, series0 = panel[0]
     recent = slice(max(0, series0.rows - 3 * horizon), series0.rows)
     plot_data = {
@@ -652,7 +653,7 @@ def _future_inputs(payload: dict[str, Any], panel: frame.Panel, ds: Dataset, lab
             cols = slice(series.values.shape[1] - n_ff, series.values.shape[1])
             parts.append(((series.future - ds.mean[i, cols]) / ds.std[i, cols]).astype(np.float32))
         if calendar:
-            parts.append(frame.calendar_features(idx, calendar))
+            parts.append(calendar_features(idx, calendar))
         blocks.append(np.concatenate(parts, axis=1))
     return torch.from_numpy(np.stack(blocks))
 
@@ -704,7 +705,7 @@ def evaluate_checkpoint(
     with reporter.timed("forecast"):
         bt = evaluate.run(model, ds, origins_)
     with reporter.timed("score"):
-        result = evaluate.score(bt, ds, season or frame.season_length(payload["freq"]))
+        result = evaluate.score(bt, ds, season or season_length(payload["freq"]))
     first_series, first_index = panel[int(bt.series[0])][1], int(bt.origins[0] - ds.offsets[bt.series[0]])
     last_series, last_index = panel[int(bt.series[-1])][1], int(bt.origins[-1] - ds.offsets[bt.series[-1]])
     result.update(
@@ -728,7 +729,7 @@ def _row_at(series: frame.Series, when: str | int, flag: str) -> int:
             return int(when)
         except ValueError:
             raise DataError(f"{flag} {when!r}: this data has no timestamps, give a row number") from None
-    return frame.row_at(series, str(when), flag)
+    return row_at(series, str(when), flag)
 
 
 # ---------------------------------------------------------------------------- inspect

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmcast import frame
+from lstmcast import readers
+from lstmcast.calendar import future_labels, row_at, season_length
 from lstmcast.errors import DataError
-from lstmcast.frame import Grid, future_labels, load_series, row_at, season_length
+from lstmcast.frame import Grid, load_series
 
 
 def csv(tmp_path: Path, text: str) -> Path:
@@ -142,12 +143,12 @@ def test_values_are_float64_targets_first(tmp_path):
 
 
 def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, monkeypatch):
-    from lstmcast import frame
+    from lstmcast import readers
 
     stamps = pd.date_range("2024-01-01", periods=50, freq="h").strftime("%Y-%m-%d %H:%M")
     text = "t,y\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps))
     whole = load(csv(tmp_path, text))
-    monkeypatch.setattr(frame, "READ_CHUNK", 7)  # 8 chunks
+    monkeypatch.setattr(readers, "READ_CHUNK", 7)  # 8 chunks
     chunked = load(csv(tmp_path, text))
     assert np.array_equal(chunked.values, whole.values) and chunked.times().equals(whole.times())
     lines = text.splitlines()
@@ -156,9 +157,9 @@ def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, m
 
 
 def test_offsets_that_change_between_chunks_are_one_clear_error(tmp_path, monkeypatch):
-    from lstmcast import frame
+    from lstmcast import readers
 
-    monkeypatch.setattr(frame, "READ_CHUNK", 2)
+    monkeypatch.setattr(readers, "READ_CHUNK", 2)
     text = (
         "t,y\n2024-03-30 22:00+01:00,1\n2024-03-30 23:00+01:00,2\n2024-03-31 01:00+02:00,3\n2024-03-31 02:00+02:00,4\n"
     )
@@ -187,7 +188,7 @@ def _outcome(path: Path, fast: bool):
     """What loading gives, with or without the fast ISO reader: (values, times, freq) or the error message."""
     from unittest import mock
 
-    with mock.patch.object(frame, "_read_iso", frame._read_iso if fast else lambda *args: None):
+    with mock.patch.object(readers, "_read_iso", readers._read_iso if fast else lambda *args: None):
         try:
             series = load(path)
         except DataError as exc:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmcast import checkpoint, frame
+from lstmcast import calendar, checkpoint, frame
 from lstmcast.dataset import assemble, fit_scaler
 from lstmcast.split import split_rows
 
@@ -138,7 +138,7 @@ def test_series_embedding_and_per_series_evaluation(panel_project):
 
 def test_calendar_features_for_known_timestamps():
     index = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 06:00", "2024-01-06 18:00", "2024-07-16 12:00"])
-    feats = frame.calendar_features(index, ["hour", "dayofweek", "dayofmonth", "month"])
+    feats = calendar.calendar_features(index, ["hour", "dayofweek", "dayofmonth", "month"])
     assert feats.shape == (4, 8)
     hour_sin, hour_cos, dow_sin, dow_cos = feats[:, 0], feats[:, 1], feats[:, 2], feats[:, 3]
     assert np.allclose(hour_sin, [0, 1, -1, 0], atol=1e-6) and np.allclose(hour_cos, [1, 0, 0, -1], atol=1e-6)
@@ -146,11 +146,11 @@ def test_calendar_features_for_known_timestamps():
     assert np.allclose(dow_sin[2], np.sin(2 * np.pi * 5 / 7))  # Saturday
     month_sin, month_cos = feats[:, 6], feats[:, 7]
     assert np.allclose([month_sin[3], month_cos[3]], [np.sin(2 * np.pi * 6 / 12), np.cos(2 * np.pi * 6 / 12)])
-    assert frame.calendar_names("auto", "h") == ["hour", "dayofweek"]
-    assert frame.calendar_names("auto", "D") == ["dayofweek", "month"] and frame.calendar_names("auto", "MS") == [
+    assert calendar.calendar_names("auto", "h") == ["hour", "dayofweek"]
+    assert calendar.calendar_names("auto", "D") == ["dayofweek", "month"] and calendar.calendar_names("auto", "MS") == [
         "month"
     ]
-    assert frame.calendar_names("none", "h") == [] and frame.calendar_names("auto", None) == []
+    assert calendar.calendar_names("none", "h") == [] and calendar.calendar_names("auto", None) == []
 
 
 def test_future_features_reach_the_forecast_and_are_required_at_predict(tmp_path):
