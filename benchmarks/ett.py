@@ -22,7 +22,8 @@ import torch
 
 from lstmcast import metrics
 from lstmcast.config import load_config
-from lstmcast.pipeline import TrainOptions, evaluate_checkpoint, train
+from lstmcast.inference import evaluate_checkpoint
+from lstmcast.pipeline import TrainOptions, train
 from lstmcast.report import Reporter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +44,8 @@ def run_horizon(config: Path, data: Path, horizon: int, extra: list[str]) -> dic
         outcome = train(cfg, Reporter(quiet=True), TrainOptions())
         seconds = time.perf_counter() - started
         # Every test origin (stride 1) whose forecast ends by the protocol's last row.
-        report = evaluate_checkpoint(outcome.checkpoint, data, Reporter(quiet=True), end=cfg.data.end)
-    bt, ds = report["_backtest"], report["_dataset"]
+        evaluation = evaluate_checkpoint(outcome.checkpoint, data, Reporter(quiet=True), end=cfg.data.end)
+    bt, ds = evaluation.backtest, evaluation.dataset
     mean, std = ds.mean[0, 0], ds.std[0, 0]  # the z-score fitted on the training rows
     z = lambda a: (a - mean) / std  # noqa: E731 - the protocol's normalised scale
     actual = z(bt.actual)

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from lstmcast.config import TrainConfig
 from lstmcast.frame import load_series
-from lstmcast.model import StackedLSTM
+from lstmcast.model import ModelSpec, StackedLSTM
 from lstmcast.train import Trainer, predict_windows
 from lstmcast.windows import WindowSet
 
@@ -67,7 +67,9 @@ def epoch_lstmcast(n_windows: int) -> float:
     torch.manual_seed(0)
     rows = torch.randn(n_windows + LOOKBACK + HORIZON, 1)
     data = WindowSet(rows, LOOKBACK, HORIZON, 1)
-    model = StackedLSTM(1, 1, LOOKBACK, HORIZON, hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, norm="none")
+    model = StackedLSTM(
+        ModelSpec(1, 1, LOOKBACK, HORIZON, hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, norm="none")
+    )
     cfg = TrainConfig(epochs=1, batch_size=BATCH, patience=0)
     trainer = Trainer(model, data, torch.arange(n_windows), torch.arange(0), cfg=cfg, progress=Progress())
     started = time.perf_counter()
@@ -217,7 +219,7 @@ def main() -> None:
 
     n = 10_000
     series = torch.randn(n + LOOKBACK + HORIZON, 1)
-    model = StackedLSTM(1, 1, LOOKBACK, HORIZON, hidden_size=HIDDEN, num_layers=LAYERS, norm="none").eval()
+    model = StackedLSTM(ModelSpec(1, 1, LOOKBACK, HORIZON, hidden_size=HIDDEN, num_layers=LAYERS, norm="none")).eval()
     data = WindowSet(series, LOOKBACK, HORIZON, 1)
     predict_windows(model, data, torch.arange(100))
     x = data.windows[:n, :, :LOOKBACK].transpose(1, 2).contiguous()

@@ -1,7 +1,7 @@
 """The `lstmcast` command: parse arguments, call the pipeline, map errors to exit codes.
 
-Heavy modules (torch, pandas) are imported inside the commands, so `--help`, `--version`
-and shell completion start about as fast as typer itself (benchmarks/perf.py figure 2).
+Heavy modules (torch, pandas) are imported inside the commands, so `--help` and `--version`
+start about as fast as typer itself (benchmarks/perf.py figure 2).
 """
 
 from __future__ import annotations
@@ -206,7 +206,13 @@ def train(
             from lstmcast.pipeline import TrainOptions
             from lstmcast.pipeline import train as run
 
-        options = TrainOptions(resume=resume, init_from=init_from, refit_scaler=refit_scaler, wait=wait)
+        options = TrainOptions(
+            resume=resume,
+            init_from=init_from,
+            refit_scaler=refit_scaler,
+            wait=wait,
+            resume_command=_resume_command(config, cfg, data, out, set_ or [], nproc),
+        )
         outcome = run(cfg, reporter, options)
     finally:
         _close(reporter, started, profile)
@@ -235,9 +241,15 @@ def predict(
         ),
     ] = None,
     series: Annotated[
-        list[str] | None, typer.Option("--series", help="Forecast only this series (repeatable) [default: all].")
+        list[str] | None,
+        typer.Option("--series", help="Forecast (and plot) only this series (repeatable) [default: all]."),
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Also draw the recent history and the forecast (PNG).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw the recent history and the forecast (PNG): the first series, or those of --series."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
@@ -252,24 +264,18 @@ def predict(
     reporter = _reporter(quiet, log_file)
     try:
         with reporter.timed("import"):
-            from lstmcast.pipeline import predict as run
+            from lstmcast.inference import predict as run
 
-        outcome = run(checkpoint, data, out, reporter, series)
-        if plot is not None:
-            from lstmcast.plots import plot_forecast
-
-            plot_forecast(plot, **outcome.plot_data)
+        outcome = run(checkpoint, data, out, reporter, series, plot)
         reporter.record(_forecast_line(outcome))
     finally:
         _close(reporter, started, profile)
     if json_output:
-        _emit_json(
-            _summary(
-                "predict", started, outputs={"forecast": str(outcome.path)}, rows=outcome.rows, first=outcome.first
-            )
-        )
-    else:
-        print(_forecast_line(outcome))
+        outputs = {k: str(v) for k, v in outcome.written.items()}
+        _emit_json(_summary("predict", started, outputs=outputs, rows=outcome.rows, first=outcome.first))
+        return
+    print(_forecast_line(outcome))
+    _print_written(outcome.written, skip="forecast")
 
 
 @app.command()
@@ -281,16 +287,20 @@ def evaluate(
     start: Annotated[
         str | None, typer.Option(help="First forecast time to score [default: the checkpoint's test period].")
     ] = None,
-    end: Annotated[str | None, typer.Option(help="Last time a forecast may reach [default: the data's end].")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last time a forecast may reach [default: the end of the checkpoint's data (data.end)]."),
+    ] = None,
     season: Annotated[
         int | None,
         typer.Option(min=1, help="Seasonal period for MASE and seasonal naive [default: from the frequency]."),
     ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the full report as JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw error by horizon step and one example origin (PNG).")] = None,
     quiet: QuietOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
     started = time.perf_counter()
@@ -301,23 +311,34 @@ def evaluate(
         require_matplotlib()
     try:
         with reporter.timed("import"):
-            from lstmcast.pipeline import evaluate_checkpoint
+            from lstmcast.inference import evaluate_checkpoint
 
-        report = evaluate_checkpoint(checkpoint, data, reporter, start=start, end=end, stride=stride, season=season)
+        outcome = evaluate_checkpoint(
+            checkpoint,
+            data,
+            reporter,
+            start=start,
+            end=end,
+            stride=stride,
+            season=season,
+            report_path=report,
+            plot=plot,
+        )
     finally:
         _close(reporter, started, profile)
-    backtest, dataset = report.pop("_backtest"), report.pop("_dataset")
-    if json_path is not None:
-        import json
+    if json_output:
+        outputs = {k: str(v) for k, v in outcome.written.items()}
+        _emit_json(_summary("evaluate", started, outputs=outputs, report=outcome.report))
+        return
+    _print_report(outcome.report)
+    _print_written(outcome.written)
 
-        from lstmcast.atomic import write_text
 
-        write_text(json_path, json.dumps(report, indent=2) + "\n")
-    if plot is not None:
-        from lstmcast.plots import plot_evaluation
-
-        plot_evaluation(plot, report, backtest, dataset)
-    _print_report(report)
+def _print_written(written: dict[str, Any], skip: str = "") -> None:
+    """Name every file a command wrote, once, on stdout."""
+    for what, path in written.items():
+        if what != skip:
+            print(f"{what} written to {path}")
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -331,13 +352,14 @@ def _print_report(report: dict[str, Any]) -> None:
         markup=False,
         highlight=False,
     )
+    from lstmcast.metrics import METRICS
+
     table = Table()
     table.add_column("forecaster")
-    for name in ("MAE", "RMSE", "sMAPE", "MASE"):
-        table.add_column(name, justify="right")
+    for metric in METRICS.values():
+        table.add_column(metric.label, justify="right")
     for name, scores in report["overall"].items():
-        cells = [_fmt(scores[k]) for k in ("mae", "rmse", "smape", "mase")]
-        table.add_row(name.replace("_", " "), *cells)
+        table.add_row(name.replace("_", " "), *[_fmt(scores[k]) for k in METRICS])
     console.print(table)
     console.print(f"relative skill (model MASE / seasonal-naive MASE): {_fmt(report['relative_skill'])}")
     if "quantiles" in report:
@@ -356,18 +378,23 @@ def _fmt(x: float | None) -> str:
 def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
     data: Annotated[Path | None, typer.Option(help="Also measure the gates on this CSV's windows.")] = None,
+    quiet: QuietOpt = False,
+    profile: ProfileOpt = False,
+    log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Show a checkpoint's card and, with --data, how its forget/input/output gates behave."""
-    reporter = _reporter(quiet=json_output)
+    started = time.perf_counter()
+    reporter = _reporter(quiet or json_output, log_file)
     try:
-        from lstmcast.pipeline import inspect_checkpoint
+        with reporter.timed("import"):
+            from lstmcast.inference import inspect_checkpoint
 
         report = inspect_checkpoint(checkpoint, data, reporter)
     finally:
-        reporter.close()
+        _close(reporter, started, profile)
     if json_output:
-        _emit_json(report)
+        _emit_json(_summary("inspect", started, **report))
         return
     from rich.console import Console
     from rich.table import Table
@@ -433,17 +460,46 @@ def validate(
     config: ConfigArg,
     data: Annotated[Path | None, typer.Option(help="CSV to check (overrides data.path).")] = None,
     set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    profile: ProfileOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Check CONFIG and its data as train would, without training."""
+    started = time.perf_counter()
     cfg = _load(config, set_, data)
-    reporter = _reporter(quiet=False)
-    from lstmcast.pipeline import validate as run
+    reporter = _reporter(quiet or json_output, log_file)
+    try:
+        with reporter.timed("import"):
+            from lstmcast.pipeline import validate as run
 
-    summary = run(cfg, reporter)
+        summary = run(cfg, reporter)
+    finally:
+        _close(reporter, started, profile)
+    if json_output:
+        _emit_json(_summary("validate", started, checks=summary))
+        return
     width = max(map(len, summary))
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")
     print("ok")
+
+
+def _resume_command(config: Path, cfg: Any, data: Path | None, out: Path | None, sets: list[str], nproc: int) -> str:
+    """The command that continues this run: the config, --data, --out (as rendered) and --set given, and --resume."""
+    import shlex
+
+    argv = ["lstmcast", "train", str(config)]
+    if data is not None:
+        argv += ["--data", str(cfg.data.path)]
+    if out is not None:  # the folder this run used, also when --out held a {run_date} placeholder
+        argv += ["--out", str(cfg.output.dir)]
+    for item in sets:
+        argv += ["--set", item]
+    processes = max(nproc, distributed.from_env().size)
+    if processes > 1:
+        argv += ["--nproc", str(processes)]
+    return shlex.join([*argv, "--resume"])
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ series, so no window ever mixes two series.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,17 +34,15 @@ class Dataset:
         return np.searchsorted(self.offsets, rows, side="right") - 1
 
 
-def fit_scaler(panel: frame.Panel, splits: list[Split], kind: str) -> dict[str, Any]:
+def fit_scaler(panel: frame.Panel, splits: list[Split], kind: str) -> scaling.Scaler:
     """Per-series statistics of each series' training rows only."""
-    states = [scaling.fit(series.values[: split.train], kind) for (_, series), split in zip(panel, splits, strict=True)]
-    if len(panel) == 1 and panel[0][0] is None:
-        return states[0]
-    return scaling.combine([sid for sid, _ in panel], states)
+    stats = [scaling.fit(series.values[: split.train], kind) for (_, series), split in zip(panel, splits, strict=True)]
+    return scaling.combine(kind, [sid for sid, _ in panel], stats)
 
 
 def assemble(
     panel: frame.Panel,
-    scaler: dict[str, Any],
+    scaler: scaling.Scaler,
     *,
     lookback: int,
     horizon: int,
@@ -62,12 +59,12 @@ def assemble(
     """
     blocks, lengths, states, unseen = [], [], [], []
     for sid, series in panel:
-        state = scaling.for_series(scaler, sid)
-        if state is None:  # unseen in training: scaled by its own history
-            state = scaling.fit(series.values, scaler["kind"])
+        stats = scaler.stats(sid)
+        if stats is None:  # unseen in training: scaled by its own history
+            stats = scaling.fit(series.values, scaler.kind)
             unseen.append(str(sid))
-        states.append(state)
-        block = scaling.transform(series.values, state)
+        states.append(stats)
+        block = scaling.transform(series.values, stats)
         if calendar:
             block = np.concatenate([block, calendar_features(series.times(), calendar)], axis=1)
         blocks.append(block)
@@ -84,6 +81,6 @@ def assemble(
         series_of_row = torch.repeat_interleave(torch.as_tensor(series_codes, device=device), counts)
     n_future = n_future_features + 2 * len(calendar)  # the last columns: future features, then calendar
     data = WindowSet(rows, lookback, horizon, panel[0][1].n_targets, n_future, series_of_row)
-    mean = np.array([st["mean"] for st in states], dtype=np.float64)
-    std = np.array([st["std"] for st in states], dtype=np.float64)
+    mean = np.array([st.mean for st in states], dtype=np.float64)
+    std = np.array([st.std for st in states], dtype=np.float64)
     return Dataset(data, values, offsets, [sid for sid, _ in panel], parts, mean, std, unseen)

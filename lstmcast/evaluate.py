@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from lstmcast import metrics, scaling
 from lstmcast.dataset import Dataset
-from lstmcast.model import StackedLSTM
+from lstmcast.model import Forecaster
 from lstmcast.train import predict_windows
 
 
@@ -29,21 +28,20 @@ class Backtest:
     levels: list[float]
 
 
-def run(model: StackedLSTM, ds: Dataset, origins: np.ndarray) -> Backtest:
+def run(model: Forecaster, ds: Dataset, origins: np.ndarray) -> Backtest:
     """Forecast from each origin's preceding `lookback` rows, in original units."""
-    lookback, horizon, nt = model.lookback, model.horizon, model.n_targets
-    starts = torch.as_tensor(origins - lookback, device=ds.data.rows.device)
-    raw = predict_windows(model, ds.data, starts).cpu().numpy()
+    spec = model.spec
+    raw = predict_windows(model, ds.data, ds.data.starts(origins)).cpu().numpy()
     series = ds.series_of(origins)
-    targets = slice(0, nt)
-    if model.quantiles:
+    targets = slice(0, spec.n_targets)
+    if spec.quantiles:
         quantiles = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series, targets)  # (N, Q, H, nt)
         quantiles = np.moveaxis(quantiles, 1, -1)
-        forecast = quantiles[..., model.median]
+        forecast = quantiles[..., spec.median]
     else:
         quantiles, forecast = None, scaling.inverse_rows(raw, ds.mean, ds.std, series, targets)
-    actual = ds.values[metrics.horizon_rows(origins, horizon)][..., :nt]
-    return Backtest(origins, series, actual, forecast, quantiles, list(model.quantiles))
+    actual = ds.values[metrics.horizon_rows(origins, spec.horizon)][..., : spec.n_targets]
+    return Backtest(origins, series, actual, forecast, quantiles, list(spec.quantiles))
 
 
 def score(bt: Backtest, ds: Dataset, season: int) -> dict[str, Any]:
@@ -69,10 +67,7 @@ def score(bt: Backtest, ds: Dataset, season: int) -> dict[str, Any]:
     result: dict[str, Any] = {"origins": len(bt.origins), "season": season, "series": len(per_series)}
     result["overall"] = {name: _mean([sc[name]["overall"] for _, _, sc in per_series]) for name in forecasts}
     result["per_step"] = {
-        name: {
-            k: _mean_lists([sc[name]["per_step"][k] for _, _, sc in per_series])
-            for k in ("mae", "rmse", "smape", "mase")
-        }
+        name: {k: _mean_lists([sc[name]["per_step"][k] for _, _, sc in per_series]) for k in metrics.METRICS}
         for name in forecasts
     }
     model_mase, naive_mase = result["overall"]["model"]["mase"], result["overall"]["seasonal_naive"]["mase"]

@@ -6,6 +6,8 @@ last axis of quantile levels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,14 +29,6 @@ def seasonal_naive(
     back = np.minimum(season, origins - starts)[:, None]
     rows = origins[:, None] - back + (np.arange(horizon)[None, :] % back)
     return values[rows]
-
-
-def mae(forecast: np.ndarray, actual: np.ndarray) -> float:
-    return float(np.mean(np.abs(forecast - actual)))
-
-
-def rmse(forecast: np.ndarray, actual: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((forecast - actual) ** 2)))
 
 
 def smape_terms(forecast: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -59,24 +53,32 @@ def mase_scale(history: np.ndarray, season: int) -> np.ndarray:
 _BLOCK = 1 << 16
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One error measure: elementwise terms, averaged, then `finish`ed (RMSE takes the root of the mean)."""
+
+    label: str  # as people read it, in tables and summaries
+    terms: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (forecast, actual, MASE scale) → errors
+    finish: Callable[[Any], Any] = lambda mean: mean
+
+
+# The registry every report reads: evaluate, metrics.json, the CLI's table and the training summary.
+METRICS: dict[str, Metric] = {
+    "mae": Metric("MAE", lambda f, a, s: np.abs(f - a)),
+    "rmse": Metric("RMSE", lambda f, a, s: (f - a) ** 2, np.sqrt),
+    "smape": Metric("sMAPE", lambda f, a, s: smape_terms(f, a)),
+    "mase": Metric("MASE", lambda f, a, s: np.abs(f - a) / s),  # the scale broadcasts over the target axis
+}
+
+
 def errors(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
-    """MAE, RMSE, sMAPE and MASE overall and per horizon step (lists), for (N, horizon, targets) arrays."""
-    diff = forecast - actual
-    scaled = np.abs(diff) / scale  # scale broadcasts over the target axis
-    smape = smape_terms(forecast, actual)
-    per_step = {
-        "mae": np.abs(diff).mean(axis=(0, 2)),
-        "rmse": np.sqrt((diff**2).mean(axis=(0, 2))),
-        "smape": smape.mean(axis=(0, 2)),
-        "mase": scaled.mean(axis=(0, 2)),
-    }
-    overall = {
-        "mae": float(np.abs(diff).mean()),
-        "rmse": float(np.sqrt((diff**2).mean())),
-        "smape": float(smape.mean()),
-        "mase": float(scaled.mean()),
-    }
-    return {"overall": _clean(overall), "per_step": {k: [_num(x) for x in v] for k, v in per_step.items()}}
+    """Every registered measure overall and per horizon step (lists), for (N, horizon, targets) arrays."""
+    overall, per_step = {}, {}
+    for key, metric in METRICS.items():
+        terms = metric.terms(forecast, actual, scale)
+        overall[key] = _num(float(metric.finish(terms.mean())))
+        per_step[key] = [_num(x) for x in metric.finish(terms.mean(axis=(0, 2)))]
+    return {"overall": overall, "per_step": per_step}
 
 
 def pinball(quantiles: np.ndarray, actual: np.ndarray, levels: list[float]) -> float:
@@ -107,7 +109,3 @@ def quantile_name(level: float) -> str:
 
 def _num(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def _clean(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: _num(v) for k, v in d.items()}

@@ -66,16 +66,6 @@ class AdamW:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "param_groups" in state:  # a state.pt written with torch.optim.AdamW (earlier lstmcast versions)
-            per_param = [state["state"].get(i, {}) for i in range(len(self.params))]
-            steps = [int(s["step"]) for s in per_param if "step" in s]
-            state = {
-                "steps": max(steps, default=0),
-                "exp_avg": [s.get("exp_avg", torch.zeros_like(p)) for s, p in zip(per_param, self.params, strict=True)],
-                "exp_avg_sq": [
-                    s.get("exp_avg_sq", torch.zeros_like(p)) for s, p in zip(per_param, self.params, strict=True)
-                ],
-            }
         self.steps = int(state["steps"])
         for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True):
             mine.copy_(saved)

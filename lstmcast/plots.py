@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +62,42 @@ def plot_evaluation(path: Path, report: dict[str, Any], backtest: Any, dataset: 
     plt.close(fig)
 
 
-def plot_forecast(
-    path: Path, history_x: Any, history_y: Any, future_x: Any, columns: dict[str, Any], targets: list[str]
-) -> None:
-    """The end of the history and the forecast, with the interval band when quantiles exist; one panel per target."""
+@dataclass
+class ForecastPanel:
+    """One series' recent history and forecast columns (target, then target_q… per quantile level)."""
+
+    title: str
+    history_x: Any
+    history_y: Any  # (rows, targets)
+    future_x: Any
+    columns: dict[str, Any]
+    targets: list[str]
+
+
+def plot_forecast(path: Path, panels: list[ForecastPanel]) -> None:
+    """History and forecast, with the widest interval band when quantiles exist; one row per series and target."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3 * len(targets)), squeeze=False)
-    for j, (target, ax) in enumerate(zip(targets, axes[:, 0], strict=True)):
-        ax.plot(history_x, history_y[:, j], color="grey", label="history")
-        ax.plot(future_x, columns[target], color="tab:blue", label="forecast")
-        band = sorted(k for k in columns if k.startswith(f"{target}_q"))
+    rows = [(p, j) for p in panels for j in range(len(p.targets))]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 3 * len(rows)), squeeze=False)
+    for (panel, j), ax in zip(rows, axes[:, 0], strict=True):
+        target = panel.targets[j]
+        ax.plot(panel.history_x, panel.history_y[:, j], color="grey", label="history")
+        ax.plot(panel.future_x, panel.columns[target], color="tab:blue", label="forecast")
+        band = quantile_columns(panel.columns, target)
         if len(band) >= 2:
-            ax.fill_between(future_x, columns[band[0]], columns[band[-1]], alpha=0.25, label=f"{band[0]}–{band[-1]}")
-        ax.set_title(target)
+            low, high = band[0], band[-1]
+            ax.fill_between(panel.future_x, panel.columns[low], panel.columns[high], alpha=0.25, label=f"{low}–{high}")
+        ax.set_title(f"{target} — {panel.title}" if panel.title else target)
         ax.legend()
     _save(fig, path)
     plt.close(fig)
+
+
+def quantile_columns(columns: dict[str, Any], target: str) -> list[str]:
+    """The target's quantile columns ordered by level (q2.5 before q10), not as strings."""
+    prefix, levels = f"{target}_q", {}
+    for name in columns:
+        with contextlib.suppress(ValueError):
+            if name.startswith(prefix):
+                levels[name] = float(name[len(prefix) :])
+    return sorted(levels, key=levels.__getitem__)

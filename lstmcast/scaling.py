@@ -1,63 +1,90 @@
 """Scaling fitted on the training rows only, per series, stored as plain lists in the checkpoint.
 
-A state holds one row of statistics per series: `{"kind", "mean": [[…]], "std": [[…]], "ids": […]}`.
-Single-series states keep the flat format of checkpoint format 1 (`"mean": […]`), which still loads.
-`kind: none` keeps raw values (mean 0, std 1): for window normalisation by scale, as on M4.
+A `Scaler` holds one row of statistics per series, in training order, and finds a series' row
+by its id in constant time. `kind: none` keeps raw values (mean 0, std 1): for window
+normalisation by scale, as on M4.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 # A constant column would divide by zero; scaling it by 1 keeps it as an offset.
 _MIN_STD = 1e-8
+KINDS = ("standard", "none")
 
 
-def fit(values: np.ndarray, kind: str = "standard") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Stats:
+    """One series' per-column statistics."""
+
+    mean: np.ndarray  # (columns,) float64
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-series statistics; `ids[k]` (None for an unnamed single series) owns `mean[k]`, `std[k]`."""
+
+    kind: str
+    ids: list[str | None]
+    mean: list[list[float]]
+    std: list[list[float]]
+    _row: dict[str | None, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_row", {sid: k for k, sid in enumerate(self.ids)})
+
+    @property
+    def columns(self) -> int:
+        return len(self.mean[0]) if self.mean else 0
+
+    def stats(self, sid: str | None) -> Stats | None:
+        """The statistics of series `sid`, or None when the scaler never saw it."""
+        k = self._row.get(sid)
+        if k is None:
+            return None
+        return Stats(np.asarray(self.mean[k], dtype=np.float64), np.asarray(self.std[k], dtype=np.float64))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ids": list(self.ids), "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Scaler:
+        return cls(raw["kind"], list(raw["ids"]), [list(m) for m in raw["mean"]], [list(s) for s in raw["std"]])
+
+
+def fit(values: np.ndarray, kind: str = "standard") -> Stats:
     """Per-column statistics of one series' training rows (rows, columns)."""
     if kind == "none":
-        return {"kind": "none", "mean": [0.0] * values.shape[1], "std": [1.0] * values.shape[1]}
+        return Stats(np.zeros(values.shape[1]), np.ones(values.shape[1]))
     mean = values.mean(axis=0)
     std = values.std(axis=0)
-    std = np.where(std < _MIN_STD, 1.0, std)
-    return {"kind": "standard", "mean": mean.tolist(), "std": std.tolist()}
+    return Stats(mean, np.where(std < _MIN_STD, 1.0, std))
 
 
-def combine(ids: list[str], states: list[dict[str, Any]]) -> dict[str, Any]:
-    """One state for many series, in the order of `ids`."""
-    return {
-        "kind": states[0]["kind"],
-        "ids": list(ids),
-        "mean": [s["mean"] for s in states],
-        "std": [s["std"] for s in states],
-    }
-
-
-def for_series(state: dict[str, Any], sid: str | None) -> dict[str, Any] | None:
-    """The flat state of one series, or None if the state does not know it."""
-    if "ids" not in state:
-        return state
-    if sid not in state["ids"]:
-        return None
-    i = state["ids"].index(sid)
-    return {"kind": state["kind"], "mean": state["mean"][i], "std": state["std"][i]}
+def combine(kind: str, ids: list[str | None], stats: list[Stats]) -> Scaler:
+    """One scaler for many series, in the order of `ids`."""
+    return Scaler(kind, list(ids), [s.mean.tolist() for s in stats], [s.std.tolist() for s in stats])
 
 
 _CHUNK = 1 << 16  # rows scaled at a time: small temporaries, reused from one chunk to the next
 
 
-def transform(values: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-    """Scale one series' `values` (…, columns) to float32 with a flat state.
+def transform(values: np.ndarray, stats: Stats) -> np.ndarray:
+    """Scale one series' `values` (…, columns) to float32.
 
     Chunk by chunk: the arithmetic is elementwise, so the numbers are the same, but the float64
     temporaries are one chunk's instead of two copies of a long series.
     """
-    mean, std = _stats(state, values.shape[-1])
+    if stats.mean.shape != (values.shape[-1],):
+        raise ValueError(f"scaler holds {stats.mean.shape[-1]} columns, data has {values.shape[-1]}")
     out = np.empty(values.shape, dtype=np.float32)
     for begin in range(0, len(values), _CHUNK):
-        out[begin : begin + _CHUNK] = (values[begin : begin + _CHUNK] - mean) / std
+        out[begin : begin + _CHUNK] = (values[begin : begin + _CHUNK] - stats.mean) / stats.std
     return out
 
 
@@ -67,10 +94,3 @@ def inverse_rows(
     """Undo scaling of (N, …, k) forecasts whose origins belong to `series` (N,): rows of the (S, C) tables."""
     shape = (len(series),) + (1,) * (values.ndim - 2) + (-1,)
     return values.astype(np.float64) * std[series][:, columns].reshape(shape) + mean[series][:, columns].reshape(shape)
-
-
-def _stats(state: dict[str, Any], width: int) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = np.asarray(state["mean"]), np.asarray(state["std"])
-    if mean.shape != (width,):
-        raise ValueError(f"scaler holds {mean.shape[-1]} columns, data has {width}")
-    return mean, std

@@ -46,6 +46,35 @@ def loss_function(name: str, quantiles: list[float]) -> LossFn:
     return LOSSES[name]
 
 
+def precision_problem(precision: str, device: torch.device) -> str | None:
+    """Why `train.precision` cannot run on `device`, or None when it can.
+
+    bf16 autocast runs the LSTM in bfloat16, which oneDNN implements only on CPUs with native
+    bf16 instructions (AVX-512 BF16 or AMX); elsewhere it fails at the first step. Running the
+    LSTM in fp32 and only the head in bf16 saved nothing on such a CPU (benchmarks/RESULTS.md),
+    so the run is refused before any work instead. Decided by trying one tiny step, the same
+    way on every machine.
+    """
+    if precision != "bf16":
+        return None
+    if device.type == "cuda":
+        return (
+            None
+            if torch.cuda.is_bf16_supported()
+            else "train.precision: bf16 needs a GPU with bfloat16 support — set train.precision: fp32"
+        )
+    lstm = nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 2))
+    except RuntimeError:
+        return (
+            "train.precision: bf16 needs a GPU or a CPU with native bfloat16 instructions (AVX-512 BF16 or AMX), "
+            "and this CPU has none — set train.precision: fp32 (the default)"
+        )
+    return None
+
+
 # Windows per inference batch: as fast as 8192 on CPU, with a tenth of the activation memory (see
 # benchmarks/perf.py figures 3 and 5, and "Measurements behind design choices" in benchmarks/RESULTS.md).
 EVAL_BATCH = 1024
@@ -79,6 +108,35 @@ class FitResult:
     epochs_run: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+
+
+@dataclass
+class BestWeights:
+    """The best validation loss so far, its weights, and the validations since it (early stopping)."""
+
+    patience: int  # 0 never stops early
+    best_val: float | None = None
+    best_epoch: int = 0
+    stale: int = 0
+    weights: dict[str, torch.Tensor] | None = None
+
+    def record(self, val: float | None, epoch: int, model: nn.Module) -> bool:
+        """Keep the weights if `val` is the best yet; True when patience has run out."""
+        if val is not None and (self.best_val is None or val < self.best_val):
+            self.best_val, self.best_epoch, self.stale = val, epoch, 0
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+        return val is not None and self.patience > 0 and self.stale >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        weights = None if self.weights is None else {k: v.cpu() for k, v in self.weights.items()}
+        return {"best_val": self.best_val, "best_epoch": self.best_epoch, "stale": self.stale, "best_state": weights}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.best_val, self.best_epoch, self.stale = state["best_val"], state["best_epoch"], state["stale"]
+        best = state["best_state"]
+        self.weights = None if best is None else {k: v.to(device) for k, v in best.items()}
 
 
 class Stopped(Exception):
@@ -126,10 +184,9 @@ class Trainer:
         self.per_rank = distributed.per_rank(len(train_starts), world)  # windows each rank sees per epoch
         self.steps_per_epoch = math.ceil(self.per_rank / self.batch_size)
         self.result = FitResult()
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best = BestWeights(cfg.patience)
         self.epoch, self.batch, self.step = 1, 0, 0
-        self.order: Shuffle | torch.Tensor | None = None  # this epoch's permutation of train_starts' positions
-        self.stale = 0  # validations since the best one
+        self.order: Shuffle | None = None  # this epoch's permutation of train_starts' positions
         self.running, self.seen = 0.0, 0  # training loss since the last validation
         self.elapsed = 0.0  # seconds spent in earlier (interrupted) sessions
         self.stop_signal: int | None = None
@@ -168,10 +225,12 @@ class Trainer:
         self.result.stopped_early = done
         if self.seen:  # steps after the last validation point still count
             self._validate()
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+        r = self.result
+        r.best_val, r.best_epoch = self.best.best_val, self.best.best_epoch
+        if self.best.weights is not None:
+            self.model.load_state_dict(self.best.weights)
         else:
-            self.result.best_epoch = self.result.epochs_run
+            r.best_epoch = r.epochs_run
         self.result.seconds = time.perf_counter() - started
         return self.result
 
@@ -211,11 +270,12 @@ class Trainer:
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(self.step, total) / total))
 
     def _autocast(self) -> torch.autocast:
+        # bf16 is checked before any work (`precision_problem`): here it is known to run.
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def _validate(self) -> bool:
         """Record a validation point; True when early stopping says stop."""
-        r, epoch = self.result, min(self.epoch, self.cfg.epochs)
+        epoch = min(self.epoch, self.cfg.epochs)
         val = None
         if len(self.val_starts):
             mine = self.val_starts[self.world.rank :: self.world.size]
@@ -225,24 +285,19 @@ class Trainer:
             val = total / count
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
         self.running, self.seen = 0.0, 0
-        if val is not None and (r.best_val is None or val < r.best_val):
-            r.best_val, r.best_epoch, self.stale = val, epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            self.stale += 1
-        point.best_epoch, point.best_val = r.best_epoch, r.best_val
-        r.history.append(point)
+        stop = self.best.record(val, epoch, self.model)
+        point.best_epoch, point.best_val = self.best.best_epoch, self.best.best_val
+        self.result.history.append(point)
         if self.progress:
             self.progress.on_validation(point, self.cfg.epochs)
         self.model.train()
-        stop = val is not None and self.cfg.patience > 0 and self.stale >= self.cfg.patience
         return distributed.decide(stop, self.world, self.device)
 
     # ------------------------------------------------------------------ resumable state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly here: plain types and tensors only."""
-        r = self.result
         return {
+            **self.best.state_dict(),
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
@@ -251,22 +306,16 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,
-            "order": self.order.keys if isinstance(self.order, Shuffle) else _cpu_or_none(self.order),
-            "order_holds": "keys" if isinstance(self.order, Shuffle) else "positions",
-            "stale": self.stale,
+            "order": None if self.order is None else self.order.keys,  # the keys of this epoch's permutation
             "running": self.running,
             "seen": self.seen,
             "elapsed": self.elapsed,
-            "best_state": None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()},
-            "best_val": r.best_val,
-            "best_epoch": r.best_epoch,
-            "epochs_run": r.epochs_run,
-            "history": [dataclasses.asdict(p) for p in r.history],
+            "epochs_run": self.result.epochs_run,
+            "history": [dataclasses.asdict(p) for p in self.result.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = self.device
-        saved_world = state.get("world_size", 1)
+        saved_world = state["world_size"]
         if saved_world != self.world.size:
             raise ConfigError(
                 f"the interrupted run trained with {saved_world} processes and this one has {self.world.size} — "
@@ -277,31 +326,11 @@ class Trainer:
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        order, holds = state["order"], state.get("order_holds", "starts")
-        if order is None:
-            self.order = None
-        elif holds == "keys":
-            self.order = Shuffle(len(self.train_starts), order)
-        elif holds == "positions":
-            self.order = order.to(device)
-        else:  # earlier versions saved the shuffled starts themselves; starts ascend, so positions are found
-            every = self.train_starts[torch.arange(len(self.train_starts), device=device)]
-            self.order = torch.searchsorted(every, order.to(device=device, dtype=every.dtype))
-        self.stale, self.running, self.seen, self.elapsed = (
-            state["stale"],
-            state["running"],
-            state["seen"],
-            state["elapsed"],
-        )
-        best = state["best_state"]
-        self.best_state = None if best is None else {k: v.to(device) for k, v in best.items()}
-        r = self.result
-        r.best_val, r.best_epoch, r.epochs_run = state["best_val"], state["best_epoch"], state["epochs_run"]
-        r.history = [Validation(**p) for p in state["history"]]
-
-
-def _cpu_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return None if tensor is None else tensor.cpu()
+        self.order = None if state["order"] is None else Shuffle(len(self.train_starts), state["order"])
+        self.running, self.seen, self.elapsed = state["running"], state["seen"], state["elapsed"]
+        self.best.load_state_dict(state, self.device)
+        self.result.epochs_run = state["epochs_run"]
+        self.result.history = [Validation(**p) for p in state["history"]]
 
 
 def window_loss(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lstmcast.split import Runs
@@ -37,6 +38,10 @@ class WindowSet:
 
     def __post_init__(self) -> None:
         self.windows = window_view(self.rows, self.lookback + self.horizon)
+
+    def starts(self, origins: np.ndarray) -> torch.Tensor:
+        """The first rows of the windows whose first forecast rows are `origins` (on the rows' device)."""
+        return torch.as_tensor(np.asarray(origins) - self.lookback, device=self.rows.device)
 
     def take(self, starts: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Model inputs (x, future, series) and targets (B, horizon, n_targets) of the windows at `starts`."""

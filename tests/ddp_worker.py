@@ -12,7 +12,7 @@ import sys
 import torch
 
 from lstmcast.config import TrainConfig
-from lstmcast.model import StackedLSTM
+from lstmcast.model import ModelSpec, StackedLSTM
 from lstmcast.windows import WindowSet
 
 BATCH = 16
@@ -25,7 +25,9 @@ def toy_problem(batch_size: int) -> tuple[StackedLSTM, WindowSet, torch.Tensor, 
     rows = torch.stack([torch.sin(t / 4) + 0.1 * torch.randn(400), torch.cos(t / 7)], dim=1)
     data = WindowSet(rows=rows, lookback=24, horizon=6, n_targets=1)
     starts = torch.randperm(len(data.windows))[: 2 * BATCH]
-    model = StackedLSTM(n_inputs=2, n_targets=1, lookback=24, horizon=6, hidden_size=16, num_layers=2, patch=4)
+    model = StackedLSTM(
+        ModelSpec(n_inputs=2, n_targets=1, lookback=24, horizon=6, hidden_size=16, num_layers=2, patch=4)
+    )
     cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=0.01, patience=0, threads=1)
     return model, data, starts, cfg
 

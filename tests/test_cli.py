@@ -30,7 +30,7 @@ def test_train_then_predict_writes_every_output(project):
     assert list(history["epoch"]) == [1, 2]
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert config_from_dict(resolved).data.freq == "h"  # the written config is complete and loads
-    assert checkpoint.load(run / "model.pt")["config"] == resolved
+    assert checkpoint.load(run / "model.pt").config.to_dict() == resolved
 
     predicted = cli("predict", run / "model.pt", "--data", project / "series.csv")
     assert predicted.code == 0, predicted.stderr
@@ -46,11 +46,11 @@ def test_same_seed_same_data_gives_identical_weights(project):
     weights = []
     for out in ("a", "b"):
         assert cli("train", project / "config.yaml", "--out", project / out, "--quiet").code == 0
-        weights.append(checkpoint.load(project / out / "model.pt")["model_state"])
+        weights.append(checkpoint.load(project / out / "model.pt").members[0])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     changed = cli("train", project / "config.yaml", "--out", project / "c", "--quiet", "--set", "train.seed=1")
     assert changed.code == 0
-    other = checkpoint.load(project / "c" / "model.pt")["model_state"]
+    other = checkpoint.load(project / "c" / "model.pt").members[0]
     assert not all(torch.equal(weights[0][k], other[k]) for k in other)
 
 
@@ -109,7 +109,7 @@ def test_bad_checkpoints_are_user_errors(project, tmp_path):
     assert_user_error(cli("predict", text, "--data", project / "series.csv"), "not a readable lstmcast checkpoint")
     assert_user_error(cli("predict", tmp_path / "absent.pt", "--data", project / "series.csv"), "not found")
     assert_user_error(cli("predict", project / "run", "--data", project / "series.csv"), "is a folder")
-    newer = checkpoint.load(project / "run" / "model.pt")
+    newer = torch.load(project / "run" / "model.pt", weights_only=True)
     newer["format_version"] = checkpoint.FORMAT_VERSION + 1
     torch.save(newer, tmp_path / "newer.pt")
     assert_user_error(cli("predict", tmp_path / "newer.pt", "--data", project / "series.csv"), "upgrade lstmcast")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -46,7 +47,7 @@ def wait_for_line(proc: subprocess.Popen, fragment: str, timeout: float = 60) ->
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
-    return checkpoint.load(path)["model_state"]
+    return checkpoint.load(path).members[0]
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -84,14 +85,25 @@ def test_interrupted_then_resumed_run_ends_with_identical_weights(project):
     assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *long).code == 0
 
     out = project / "pieces"
-    first = spawn("train", project / "config.yaml", "--out", out, *long)
+    first = spawn("train", project / "config.yaml", "--out", out, "--data", project / "series.csv", *long)
     wait_for_line(first, "epoch 3/40")
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
-    assert "--resume" in err and (out / "state.pt").exists() and not (out / "model.pt").exists()
+    assert (out / "state.pt").exists() and not (out / "model.pt").exists()
+    # The hint is the whole command: run exactly what it says, from another working directory.
+    hint = shlex.split(err.split("continue with: ")[1].split(" (same config")[0])
+    assert hint[0] == "lstmcast" and "--resume" in hint and "--out" in hint and "--data" in hint
+    assert hint.count("--set") == 2
 
-    second = spawn("train", project / "config.yaml", "--out", out, "--resume", *long)
+    second = subprocess.Popen(
+        [sys.executable, "-m", *hint],
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     wait_for_line(second, "epoch 12/40")
     second.send_signal(signal.SIGTERM)
     _, err = second.communicate(timeout=60)
@@ -239,7 +251,7 @@ def test_warm_start_fine_tunes_and_refuses_another_architecture(project):
     base = project / "run" / "model.pt"
     tuned = cli("train", project / "config.yaml", "--init-from", base, "--out", project / "tuned", "--quiet")
     assert tuned.code == 0, tuned.stderr
-    assert checkpoint.load(project / "tuned" / "model.pt")["scaler"] == checkpoint.load(base)["scaler"]
+    assert checkpoint.load(project / "tuned" / "model.pt").scaler == checkpoint.load(base).scaler
     fresh = cli("train", project / "config.yaml", "--out", project / "fresh", "--quiet", "--set", "train.epochs=2")
     assert fresh.code == 0
     # Starting from trained weights ends closer to the data than starting from scratch.
@@ -264,7 +276,7 @@ def test_every_released_checkpoint_format_still_predicts(path, tmp_path):
     result = cli("predict", path, "--data", FIXTURES / "series.csv", "--out", out)
     assert result.code == 0, result.stderr
     forecast = pd.read_csv(out)
-    assert len(forecast) == checkpoint.load(path)["model_args"]["horizon"] and forecast["load"].notna().all()
+    assert len(forecast) == checkpoint.load(path).config.window.horizon and forecast["load"].notna().all()
 
 
 def test_there_is_a_fixture_for_the_current_format():
@@ -298,8 +310,8 @@ def test_an_interrupted_ensemble_resumes_member_by_member(project):
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert len(checkpoint.load_state(out / "state.pt")["members"]) == 1  # the finished member is kept
+    assert len(checkpoint.load_state(out / "state.pt").members) == 1  # the finished member is kept
     assert cli("train", project / "config.yaml", "--out", out, "--resume", "--quiet", *args).code == 0
     resumed, straight = checkpoint.load(out / "model.pt"), checkpoint.load(project / "straight" / "model.pt")
-    assert same(resumed["model_state"], straight["model_state"])
-    assert same(resumed["ensemble_states"][0], straight["ensemble_states"][0])
+    assert len(resumed.members) == len(straight.members) == 2
+    assert all(same(a, b) for a, b in zip(resumed.members, straight.members, strict=True))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lstmcast import metrics
-from lstmcast.model import StackedLSTM
+from lstmcast.model import ModelSpec, StackedLSTM
 
 from .conftest import assert_user_error, cli, write_config
 
@@ -50,7 +50,9 @@ def test_pinball_and_coverage_by_hand():
 
 def test_quantiles_never_cross_by_construction():
     torch.manual_seed(0)
-    model = StackedLSTM(2, 2, lookback=12, horizon=4, hidden_size=8, patch=3, quantiles=[0.05, 0.25, 0.5, 0.75, 0.95])
+    model = StackedLSTM(
+        ModelSpec(2, 2, lookback=12, horizon=4, hidden_size=8, patch=3, quantiles=[0.05, 0.25, 0.5, 0.75, 0.95])
+    )
     with torch.no_grad():
         for p in model.head.parameters():
             p.normal_(0, 5)  # wild weights: crossing would show here if it could happen
@@ -69,7 +71,7 @@ def test_quantile_training_writes_monotone_columns_and_evaluate_reports_coverage
     assert (forecast["load_q10"] <= forecast["load_q50"]).all() and (forecast["load_q50"] <= forecast["load_q90"]).all()
     assert np.allclose(forecast["load"], forecast["load_q50"])
 
-    result = cli("evaluate", model, "--data", project / "series.csv", "--json", project / "e.json")
+    result = cli("evaluate", model, "--data", project / "series.csv", "--report", project / "e.json")
     assert result.code == 0, result.stderr
     report = json.loads((project / "e.json").read_text())
     assert set(report["quantiles"]) == {"levels", "pinball", "coverage"}
@@ -80,7 +82,7 @@ def test_quantile_training_writes_monotone_columns_and_evaluate_reports_coverage
 def test_evaluate_defaults_to_the_test_period_and_writes_a_complete_json(project):
     assert cli("train", project / "config.yaml", "--quiet").code == 0
     run = project / "run"
-    result = cli("evaluate", run / "model.pt", "--data", project / "series.csv", "--json", run / "eval.json")
+    result = cli("evaluate", run / "model.pt", "--data", project / "series.csv", "--report", run / "eval.json")
     assert result.code == 0, result.stderr
     report = json.loads((run / "eval.json").read_text())
     trained = json.loads((run / "metrics.json").read_text())
@@ -101,7 +103,7 @@ def test_evaluate_window_and_stride(project):
     assert cli("train", project / "config.yaml", "--quiet").code == 0
     model, data = project / "run" / "model.pt", project / "series.csv"
     json_path = project / "e.json"
-    args = ["--start", "2024-01-10 00:00", "--end", "2024-01-12 23:00", "--stride", "5", "--json", json_path]
+    args = ["--start", "2024-01-10 00:00", "--end", "2024-01-12 23:00", "--stride", "5", "--report", json_path]
     assert cli("evaluate", model, "--data", data, *args).code == 0
     report = json.loads(json_path.read_text())
     # origins 2024-01-10 00:00 … 2024-01-12 12:00 (the last whose 12-step forecast ends by 23:00), every 5 hours

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
 
 from lstmcast import checkpoint
-from lstmcast.pipeline import load_model
+from lstmcast.inference import load_model
 
 from .conftest import assert_user_error, cli
 
@@ -16,13 +17,12 @@ def test_reference_cell_trains_and_its_checkpoint_runs_in_the_fused_cell(project
     trained = cli("train", project / "config.yaml", "--quiet", "--set", "model.cell=reference")
     assert trained.code == 0, trained.stderr
     path = project / "run" / "model.pt"
-    payload = checkpoint.load(path)
-    assert payload["model_args"]["cell"] == "reference"
+    ckpt = checkpoint.load(path)
+    assert ckpt.spec().cell == "reference"
     assert cli("predict", path, "--data", project / "series.csv").code == 0
-    reference, fused = load_model(payload, path), load_model(payload, path, cell="fused")
+    reference, fused = load_model(ckpt), load_model(ckpt, cell="fused")
     assert isinstance(fused.lstm, torch.nn.LSTM) and not isinstance(reference.lstm, torch.nn.LSTM)
-    args = payload["model_args"]
-    x, future = torch.randn(5, 48, args["n_inputs"]), torch.randn(5, 12, args["n_future"])
+    x, future = torch.randn(5, 48, ckpt.dims.n_inputs), torch.randn(5, 12, ckpt.dims.n_future)
     with torch.no_grad():
         assert torch.allclose(reference(x, future), fused(x, future), atol=1e-5)
 
@@ -55,21 +55,18 @@ def test_ensemble_trains_members_with_consecutive_seeds_and_forecasts_their_medi
     result = cli("train", project / "config.yaml", "--quiet", "--set", "train.ensemble=3")
     assert result.code == 0, result.stderr
     path = project / "run" / "model.pt"
-    payload = checkpoint.load(path)
-    assert len(payload["ensemble_states"]) == 2 and payload["metrics"]["ensemble"] == 3
+    ckpt = checkpoint.load(path)
+    assert len(ckpt.members) == 3 and ckpt.metrics["ensemble"] == 3
     single = cli("train", project / "config.yaml", "--quiet", "--out", project / "seed1", "--set", "train.seed=1")
     assert single.code == 0
     # member 2 is exactly the model a plain run with seed 1 trains
-    second = payload["ensemble_states"][0]
-    alone = checkpoint.load(project / "seed1" / "model.pt")["model_state"]
+    second = ckpt.members[1]
+    alone = checkpoint.load(project / "seed1" / "model.pt").members[0]
     assert all(torch.equal(second[k], alone[k]) for k in alone)
 
-    model = load_model(payload, path)
-    members = [load_model({**payload, "ensemble_states": []}, path)]
-    for state in payload["ensemble_states"]:
-        members.append(load_model({**payload, "model_state": state, "ensemble_states": []}, path))
-    args = payload["model_args"]
-    x, future = torch.randn(4, 48, args["n_inputs"]), torch.randn(4, 12, args["n_future"])
+    model = load_model(ckpt)
+    members = [load_model(dataclasses.replace(ckpt, members=[weights])) for weights in ckpt.members]
+    x, future = torch.randn(4, 48, ckpt.dims.n_inputs), torch.randn(4, 12, ckpt.dims.n_future)
     with torch.no_grad():
         expected = torch.stack([m(x, future) for m in members]).median(dim=0).values  # odd count: the middle one
         assert torch.allclose(model(x, future), expected, atol=1e-6)

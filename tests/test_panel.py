@@ -47,7 +47,7 @@ def test_many_series_train_and_forecast_in_long_format(panel_project):
     assert trained.code == 0, trained.stderr
     assert "3 series" in trained.stderr
     model = panel_project / "run" / "model.pt"
-    assert checkpoint.load(model)["series"] == ["a", "b", "c"]
+    assert checkpoint.load(model).series == ["a", "b", "c"]
     predicted = cli("predict", model, "--data", panel_project / "series.csv")
     assert predicted.code == 0, predicted.stderr
     assert "for 3 series" in predicted.stdout
@@ -74,7 +74,7 @@ def test_no_window_mixes_two_series_and_scalers_use_each_series_training_rows(tm
     splits = [split_rows(s.rows, 0.15, 0.15) for _, s in panel]
     scaler = fit_scaler(panel, splits, "standard")
     for i, (_, series) in enumerate(panel):
-        assert scaler["mean"][i][0] == pytest.approx(series.values[: splits[i].train, 0].mean())
+        assert scaler.mean[i][0] == pytest.approx(series.values[: splits[i].train, 0].mean())
     ds = assemble(panel, scaler, lookback=48, horizon=12, calendar=[], splits=splits)
     for part, runs in ds.parts.items():
         origins = runs.array()
@@ -89,7 +89,7 @@ def test_short_series_are_skipped_and_counted(tmp_path):
     result = cli("train", tmp_path / "config.yaml")
     assert result.code == 0, result.stderr
     assert "skipped 1 of 4 series" in result.stderr
-    assert checkpoint.load(tmp_path / "run" / "model.pt")["series"] == ["a", "b", "c"]
+    assert checkpoint.load(tmp_path / "run" / "model.pt").series == ["a", "b", "c"]
     long_csv(tmp_path / "short.csv", {"x": ("2024-01-01", 50, 5.0), "y": ("2024-01-01", 60, 5.0)})
     assert_user_error(
         cli("train", tmp_path / "config.yaml", "--data", tmp_path / "short.csv"), "longest series", "60 rows"
@@ -126,7 +126,7 @@ def test_series_embedding_and_per_series_evaluation(panel_project):
     assert trained.code == 0, trained.stderr
     model = panel_project / "run" / "model.pt"
     report_path = panel_project / "e.json"
-    result = cli("evaluate", model, "--data", panel_project / "series.csv", "--json", report_path)
+    result = cli("evaluate", model, "--data", panel_project / "series.csv", "--report", report_path)
     assert result.code == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["series"] == 3 and [row["series"] for row in report["per_series"]] == ["a", "b", "c"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lstmcast.model import StackedLSTM
+from lstmcast.model import ModelSpec, StackedLSTM
 from lstmcast.reference import ReferenceLSTM, gate_summary, lstm_cell, memory_lengths
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -134,7 +134,7 @@ def test_dropout_between_layers_only_in_training() -> None:
 
 def test_drop_in_for_stacked_lstm() -> None:
     torch.manual_seed(0)
-    model = StackedLSTM(n_inputs=2, n_targets=1, lookback=12, horizon=3, hidden_size=8, num_layers=2)
+    model = StackedLSTM(ModelSpec(n_inputs=2, n_targets=1, lookback=12, horizon=3, hidden_size=8, num_layers=2))
     x = torch.randn(4, 12, 2)
     expected = model(x)
     fused_state = model.state_dict()

@@ -1,0 +1,410 @@
+"""The commands that use a trained checkpoint: predict, evaluate (rolling-origin backtest), inspect.
+
+model.pt + data ──read as in training──▶ series ──the checkpoint's scaler──▶ windows ──model──▶
+forecasts in original units ──▶ CSV (predict) · scores next to naive baselines (evaluate)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstmcast import calendar, checkpoint, evaluate, frame, metrics, scaling, sinks
+from lstmcast.atomic import render_path, write_text
+from lstmcast.checkpoint import Checkpoint
+from lstmcast.dataset import Dataset, assemble
+from lstmcast.errors import DataError
+from lstmcast.model import Ensemble, Forecaster, StackedLSTM, parameter_count
+from lstmcast.pipeline import report_filled, use_threads
+from lstmcast.report import Reporter
+from lstmcast.split import check_length, origins
+
+MAX_PLOTTED_SERIES = 6  # panels in one predict --plot
+
+
+@dataclass
+class PredictOutcome:
+    path: Path
+    rows: int
+    first: str
+    last: str
+    series: int = 1
+    written: dict[str, Path] = field(default_factory=dict)  # every file written, by what it holds
+
+
+@dataclass
+class EvaluateOutcome:
+    report: dict[str, Any]  # plain data: what --json and --report write
+    backtest: evaluate.Backtest  # the arrays behind it, for plots and benchmarks
+    dataset: Dataset
+    written: dict[str, Path] = field(default_factory=dict)
+
+
+def load_model(ckpt: Checkpoint, cell: str | None = None) -> Forecaster:
+    """The checkpoint's model, optionally with the other cell (fused ↔ reference: same weights).
+
+    `Checkpoint.check` has compared every tensor's shape with the spec, so loading cannot fail.
+    """
+    spec = ckpt.spec(cell)
+    members = []
+    for weights in ckpt.members:
+        model = StackedLSTM(spec)
+        model.load_state_dict(weights)
+        members.append(model)
+    return (members[0] if len(members) == 1 else Ensemble(members)).eval()
+
+
+def _load_for(
+    ckpt: Checkpoint,
+    data_path: Path,
+    reporter: Reporter,
+    only: list[str] | None = None,
+    *,
+    future_rows: int = 0,
+    start: str | None = None,
+    end: str | None = None,
+) -> frame.Panel:
+    """Read data the way the checkpoint's training data was read: same columns, frequency and gap policy.
+
+    `future_rows`: predict with known-future covariates, whose values for the forecast rows follow each series.
+    """
+    d = ckpt.config.data
+    panel = frame.load_panel(
+        data_path,
+        series_id=d.series_id,
+        timestamp=d.timestamp,
+        target=d.target,
+        features=d.features,
+        future_features=d.future_features,
+        future_rows=future_rows if d.future_features else 0,
+        freq=ckpt.freq or "auto",
+        missing=d.missing,
+        start=start,
+        end=end,
+    )
+    if only:
+        known = {sid for sid, _ in panel}
+        absent = [sid for sid in only if sid not in known]
+        if absent:
+            raise DataError(
+                f"{data_path}: no series {absent[0]!r} — it has {len(known)} series, e.g. {sorted(known)[:3]}"
+            )
+        wanted = set(only)
+        panel = [(sid, series) for sid, series in panel if sid in wanted]
+    report_filled(panel, reporter, d.missing)
+    return panel
+
+
+def _dataset_for(ckpt: Checkpoint, model: Forecaster, panel: frame.Panel, reporter: Reporter) -> Dataset:
+    """Scale and window data for a trained model: its scaler, calendar and series embedding."""
+    codes = None
+    if model.spec.embeds:
+        position = {sid: k for k, sid in enumerate(ckpt.series or [None])}
+        unknown = [sid for sid, _ in panel if sid not in position]
+        if unknown:
+            raise DataError(
+                f"series {unknown[0]!r} was not in the training data and the model learned one vector per series "
+                "(model.series_embedding) — retrain including it"
+            )
+        codes = [position[sid] for sid, _ in panel]
+    ds = assemble(
+        panel,
+        ckpt.scaler,
+        lookback=model.spec.lookback,
+        horizon=model.spec.horizon,
+        calendar=ckpt.calendar,
+        n_future_features=len(ckpt.config.data.future_features),
+        series_codes=codes,
+    )
+    if ds.unseen:
+        reporter.warning(
+            f"{len(ds.unseen)} series not seen in training (e.g. {ds.unseen[0]!r}) are scaled by their own history"
+        )
+    return ds
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+def predict(
+    ckpt_path: Path,
+    data_path: Path,
+    out_path: Path | None,
+    reporter: Reporter,
+    only: list[str] | None = None,
+    plot: Path | None = None,
+) -> PredictOutcome:
+    """Forecast the horizon after each series' last row; write the CSV (and the plot when asked)."""
+    with reporter.timed("load"):
+        ckpt = checkpoint.load(ckpt_path)
+        model = load_model(ckpt)
+        panel = _load_for(ckpt, data_path, reporter, only, future_rows=model.spec.horizon)
+    _check_history(panel, model.spec.lookback, data_path)
+    use_threads(ckpt.config.train)
+    with reporter.timed("windows"):
+        ds = _dataset_for(ckpt, model, panel, reporter)
+    labels = [calendar.future_labels(series, model.spec.horizon) for _, series in panel]
+    with reporter.timed("forecast"):
+        columns, table = _forecast_table(ckpt, model, panel, ds, labels)
+    out = (
+        render_path(out_path, origin=labels[0][0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
+    )
+    d = ckpt.config.data
+    series_col = d.series_id if ckpt.series or len(panel) > 1 else None
+    with reporter.timed("write"):
+        sinks.write_forecast(out, labels, columns, table, d.timestamp or "step", [sid for sid, _ in panel], series_col)
+    written = {"forecast": out}
+    if plot is not None:
+        _plot_forecast(plot, ckpt, panel, labels, columns, table, reporter)
+        written["plot"] = plot
+    last = max(lab[-1] for lab in labels)
+    return PredictOutcome(out, model.spec.horizon, str(labels[0][0]), str(last), len(panel), written)
+
+
+def _check_history(panel: frame.Panel, lookback: int, data_path: Path) -> None:
+    short = [(sid, s.rows) for sid, s in panel if s.rows < lookback]
+    if short:
+        sid, rows = short[0]
+        which = f"series {sid!r} in " if sid is not None else ""
+        more = f" ({len(short)} series are too short)" if len(short) > 1 else ""
+        raise DataError(
+            f"{which}{data_path} has {rows} rows but the model reads the last {lookback} (window.lookback){more} — "
+            "supply more history"
+        )
+
+
+def _forecast_table(
+    ckpt: Checkpoint, model: Forecaster, panel: frame.Panel, ds: Dataset, labels: list[Any]
+) -> tuple[list[str], np.ndarray]:
+    """The column names and (series, horizon, columns) forecasts in original units."""
+    spec = model.spec
+    ends = ds.offsets[1:]  # one past each series' last row
+    future = _future_inputs(ckpt, panel, ds, labels) if spec.n_future else None
+    x = ds.data.rows[torch.as_tensor((ends - spec.lookback)[:, None] + np.arange(spec.lookback))]  # (S, lookback, C)
+    series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
+    with torch.no_grad():
+        raw = model(x, future, series_codes).numpy()  # (S, horizon, nt[, Q])
+    targets, nt = ckpt.targets, spec.n_targets
+    series_index = np.arange(len(panel))
+    columns, blocks = list(targets), []
+    if spec.quantiles:
+        per_level = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series_index, slice(0, nt))
+        blocks.append(per_level[:, spec.median])
+        for q, level in enumerate(spec.quantiles):
+            columns += [f"{t}_{metrics.quantile_name(level)}" for t in targets]
+            blocks.append(per_level[:, q])
+    else:
+        blocks.append(scaling.inverse_rows(raw, ds.mean, ds.std, series_index, slice(0, nt)))
+    return columns, np.concatenate(blocks, axis=-1)
+
+
+def _future_inputs(ckpt: Checkpoint, panel: frame.Panel, ds: Dataset, labels: list[Any]) -> torch.Tensor:
+    """(series, horizon, n_future): the given future features, scaled like training, then the calendar."""
+    n_ff = len(ckpt.config.data.future_features)
+    blocks = []
+    for i, ((_, series), idx) in enumerate(zip(panel, labels, strict=True)):
+        parts = []
+        if n_ff:
+            cols = slice(series.values.shape[1] - n_ff, series.values.shape[1])
+            parts.append(((series.future - ds.mean[i, cols]) / ds.std[i, cols]).astype(np.float32))
+        if ckpt.calendar:
+            parts.append(calendar.calendar_features(idx, ckpt.calendar))
+        blocks.append(np.concatenate(parts, axis=1))
+    return torch.from_numpy(np.stack(blocks))
+
+
+def _plot_forecast(
+    path: Path,
+    ckpt: Checkpoint,
+    panel: frame.Panel,
+    labels: list[Any],
+    columns: list[str],
+    table: np.ndarray,
+    reporter: Reporter,
+) -> None:
+    """The recent history and the forecast of the first series (or those chosen with --series), named."""
+    from lstmcast.plots import ForecastPanel, plot_forecast
+
+    if len(panel) > MAX_PLOTTED_SERIES:
+        reporter.warning(
+            f"--plot draws the first {MAX_PLOTTED_SERIES} of {len(panel)} series; choose others with --series"
+        )
+    nt, horizon = len(ckpt.targets), ckpt.config.window.horizon
+    panels = []
+    for i, (sid, series) in enumerate(panel[: MAX_PLOTTED_SERIES if len(panel) > 1 else 1]):
+        recent = slice(max(0, series.rows - 3 * horizon), series.rows)
+        history_x = series.index[recent] if series.index is not None else np.arange(series.rows)[recent]
+        title = "" if sid is None else f"series {sid}"
+        columns_i = dict(zip(columns, table[i].T, strict=True))
+        panels.append(ForecastPanel(title, history_x, series.values[recent, :nt], labels[i], columns_i, ckpt.targets))
+    plot_forecast(path, panels)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def evaluate_checkpoint(
+    ckpt_path: Path,
+    data_path: Path,
+    reporter: Reporter,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    stride: int = 1,
+    season: int | None = None,
+    report_path: Path | None = None,
+    plot: Path | None = None,
+) -> EvaluateOutcome:
+    """Rolling-origin backtest of a checkpoint, by default over its own test period (each series' own).
+
+    Without --end the data is cut where training cut it (data.end), so the default test period is
+    exactly the one training held out.
+    """
+    with reporter.timed("load"):
+        ckpt = checkpoint.load(ckpt_path)
+        model = load_model(ckpt)
+        default = ckpt.config.data  # the rows training saw, unless the period is chosen
+        period = {"start": default.start if start is None else None, "end": default.end if end is None else None}
+        panel = _load_for(ckpt, data_path, reporter, **period)
+    use_threads(ckpt.config.train)
+    with reporter.timed("windows"):
+        ds = _dataset_for(ckpt, model, panel, reporter)
+    chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride)
+    with reporter.timed("forecast"):
+        bt = evaluate.run(model, ds, chosen)
+    with reporter.timed("score"):
+        result = evaluate.score(bt, ds, season or calendar.season_length(ckpt.freq))
+    first = panel[int(bt.series[0])][1].label(int(bt.origins[0] - ds.offsets[bt.series[0]]))
+    last = panel[int(bt.series[-1])][1].label(int(bt.origins[-1] - ds.offsets[bt.series[-1]]))
+    result.update(
+        checkpoint=str(ckpt_path),
+        data=str(data_path),
+        stride=stride,
+        horizon=model.spec.horizon,
+        targets=ckpt.targets,
+        first_origin=first,
+        last_origin=last,
+    )
+    written: dict[str, Path] = {}
+    if report_path is not None:
+        write_text(report_path, json.dumps(result, indent=2) + "\n")
+        written["report"] = report_path
+    if plot is not None:
+        from lstmcast.plots import plot_evaluation
+
+        plot_evaluation(plot, result, bt, ds)
+        written["plot"] = plot
+    return EvaluateOutcome(result, bt, ds, written)
+
+
+def _origins(
+    ckpt: Checkpoint,
+    source: Path,
+    panel: frame.Panel,
+    ds: Dataset,
+    data_path: Path,
+    start: str | None,
+    end: str | None,
+    stride: int,
+) -> np.ndarray:
+    """The forecast origins (rows of the dataset) in the chosen period, every `stride`-th."""
+    spec, split = ckpt.spec(), ckpt.config.data.split
+    use_test_part = start is None and ckpt.test_start is None
+    if use_test_part and split.test == 0:
+        raise DataError(f"{source} was trained without a test part — pass --start to choose the origins")
+    chosen = []
+    for i, (sid, series) in enumerate(panel):
+        if use_test_part:  # each series' own test part, split as in training
+            where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
+            parts = check_length(series.rows, spec.lookback, spec.horizon, split.val, split.test, where)
+            local = origins(parts, spec.lookback, spec.horizon)["test"].array()
+        else:
+            local = np.arange(spec.lookback, series.rows - spec.horizon + 1)
+            local = local[local >= _row_at(series, start if start is not None else ckpt.test_start, "--start")]
+        if end is not None:
+            local = local[local + spec.horizon - 1 <= _row_at(series, end, "--end")]
+        chosen.append(local[::stride] + ds.offsets[i])
+    every = np.concatenate(chosen)
+    if not len(every):
+        raise DataError(
+            f"no forecast origins in {data_path} with lookback {spec.lookback} and horizon {spec.horizon} in the "
+            "chosen period — widen --start/--end or supply more rows"
+        )
+    return every
+
+
+def _row_at(series: frame.Series, when: str | int | None, flag: str) -> int:
+    """The first row at or after `when` (a time, or a row number for step-indexed data)."""
+    if series.index is None:
+        try:
+            return int(str(when))
+        except ValueError:
+            raise DataError(f"{flag} {when!r}: this data has no timestamps, give a row number") from None
+    return calendar.row_at(series, str(when), flag)
+
+
+# ---------------------------------------------------------------------------- inspect
+
+
+def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Reporter) -> dict[str, Any]:
+    """The checkpoint's card and, with data, what its gates do on that data's windows."""
+    ckpt = checkpoint.load(ckpt_path)
+    model = load_model(ckpt)
+    spec, cfg, m = model.spec, ckpt.config, ckpt.metrics
+    card: dict[str, Any] = {
+        "file": str(ckpt_path),
+        "lstmcast version": ckpt.lstmcast_version,
+        "format version": ckpt.format_version,
+        "created": ckpt.created_at or "?",
+        "model": f"{spec.num_layers} × {spec.hidden_size} LSTM ({spec.cell} cell), "
+        f"patch {spec.patch}, window norm {spec.norm}, dropout {spec.dropout}",
+        "parameters": f"{parameter_count(model):,}",
+        "window": f"lookback {spec.lookback}, horizon {spec.horizon}, stride {cfg.window.stride}",
+        "train": f"loss {cfg.train.loss}, lr {cfg.train.lr}, batch {cfg.train.batch_size}, "
+        f"epochs {m.get('epochs_run', '?')} of {cfg.train.epochs} (best {m.get('best_epoch', '?')}), "
+        f"{m.get('train_seconds', '?')} s",
+        "targets": ", ".join(ckpt.targets),
+        "features": ", ".join(cfg.data.features) or "none",
+        "frequency": ckpt.freq or "steps",
+        "training period": " … ".join(map(str, ckpt.train_period or ["?"])),
+        "data period": " … ".join(map(str, ckpt.data_period or ["?"])),
+        "series": 1 if ckpt.series is None else len(ckpt.series),
+    }
+    for key in ("mae", "rmse"):
+        if m.get(f"test_{key}") is not None:
+            naive = m.get("seasonal_naive", {}).get(f"test_{key}", float("nan"))
+            card[f"test {metrics.METRICS[key].label}"] = f"{m[f'test_{key}']:.4g} (seasonal naive {naive:.4g})"
+    report: dict[str, Any] = {"card": card}
+    if data_path is not None:
+        report["gates"] = _gate_report(ckpt, model, data_path, reporter)
+    return report
+
+
+def _gate_report(ckpt: Checkpoint, model: Forecaster, data_path: Path, reporter: Reporter) -> list[dict[str, float]]:
+    """Forget/input/output gate statistics per layer over up to 1,024 windows of the data."""
+    from lstmcast.reference import gate_summary
+
+    spec = model.spec
+    window = spec.lookback + spec.horizon
+    panel = [(sid, s) for sid, s in _load_for(ckpt, data_path, reporter) if s.rows >= window]
+    if not panel:
+        raise DataError(f"{data_path}: no series has {window} rows (lookback + horizon) — supply more")
+    ds = _dataset_for(ckpt, model, panel, reporter)
+    valid = np.concatenate([np.arange(ds.offsets[i], ds.offsets[i + 1] - window + 1) for i in range(len(ds.ids))])
+    starts = valid[np.unique(np.linspace(0, len(valid) - 1, num=min(1024, len(valid))).astype(int))]
+    reference = load_model(ckpt, cell="reference")
+    first = reference.first if isinstance(reference, Ensemble) else reference
+    with torch.no_grad():
+        x = ds.data.take(torch.as_tensor(starts))[0][0]
+        steps, _ = first.lstm_inputs(x)
+        _, _, gates = first.lstm(steps, record_gates=True)
+    layers = gate_summary(gates)
+    for layer in layers:
+        layer["memory_steps"] = layer["memory_length"] * spec.patch  # LSTM steps → rows of the series
+        layer["memory_longest_steps"] = layer["memory_longest"] * spec.patch
+    return layers
