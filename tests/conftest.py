@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from lstmcast.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-settings.register_profile("default", max_examples=40)
-settings.register_profile("deep", max_examples=600)
+# No deadlines or speed health checks: the suite must pass on any CPU, however slow or loaded.
+_ANY_SPEED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("default", max_examples=40, **_ANY_SPEED)
+settings.register_profile("deep", max_examples=600, **_ANY_SPEED)
 settings.load_profile("default")
 
 
