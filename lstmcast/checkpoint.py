@@ -120,6 +120,12 @@ class Checkpoint:
                     f"{source}: weights of member {k + 1} do not fit the model it describes "
                     f"({wrong[0][0] if wrong else 'non-tensor entry'}) — it is damaged; retrain or restore it"
                 )
+            bad = [name for name, t in weights.items() if not torch.isfinite(t).all()]
+            if bad:
+                raise CheckpointError(
+                    f"{source}: weights of member {k + 1} hold NaN or infinite values ({bad[0]}) — "
+                    "it is damaged; retrain or restore it"
+                )
 
 
 # ---------------------------------------------------------------------------- format upgrades

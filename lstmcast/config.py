@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -188,22 +189,8 @@ def load_config(
     Paths written in the file resolve against the file's folder (cron runs from `/`);
     paths given in overrides resolve against the working directory, where they were typed.
     """
-    import yaml
-
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} not found — check the path")
-    if path.is_dir():
-        raise ConfigError(f"config path {path} is a folder — give the YAML file inside it")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark, context = exc.problem_mark, exc.context_mark
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        opened = f" ({exc.context} at line {context.line + 1})" if context and exc.context else ""
-        raise ConfigError(f"{path}{where}: YAML syntax error: {exc.problem}{opened} — fix the YAML there") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML ({exc}) — is this a config file?") from None
+    raw = parse_yaml(_read_config_text(path), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -216,17 +203,60 @@ def load_config(
     return config_from_dict(raw, source=str(path))
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `section.key=value` (value parsed as YAML) to the raw config mapping."""
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is surely something else
+
+
+def _read_config_text(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found — check the path")
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder — give the YAML file inside it")
+    if not path.is_file():
+        raise ConfigError(f"config path {path} is not a regular file (a FIFO or device?) — give the YAML file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc} — check its permissions") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES >> 20} MiB — is this a config file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read YAML (not UTF-8 text) — is this a config file?") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML through a safe loader that refuses what no config needs: duplicate keys, alias bombs, deep nesting."""
     import yaml
 
+    from lstmcast.yamlsafe import StrictLoader, YamlRefused
+
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except YamlRefused as exc:
+        raise ConfigError(f"{source}{exc.where}: {exc} — fix the YAML there") from None
+    except yaml.MarkedYAMLError as exc:
+        mark, context = exc.problem_mark, exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        opened = f" ({exc.context} at line {context.line + 1})" if context and exc.context else ""
+        raise ConfigError(f"{source}{where}: YAML syntax error: {exc.problem}{opened} — fix the YAML there") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: e.g. an integer of 5,000 digits
+        raise ConfigError(f"{source}: cannot read YAML ({shown_text(str(exc))}) — is this a config file?") from None
+    finally:
+        loader.dispose()
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` (value parsed as YAML) to the raw config mapping."""
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {item!r} is not KEY=VALUE — write e.g. --set train.lr=0.001")
+        raise ConfigError(f"--set {shown_text(item)} is not KEY=VALUE — write e.g. --set train.lr=0.001")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = parse_yaml(text, f"--set {key}") if text.strip() else None
+    except ConfigError:
         value = text
     set_key(raw, key, value)
 
@@ -381,7 +411,12 @@ def _num(x: float | None) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{shown_text(repr(value))} ({type(value).__name__})"
+
+
+def shown_text(text: str, limit: int = 80) -> str:
+    """A user's value as echoed in a message: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_cross_field(cfg: Config, source: str) -> None:
@@ -394,6 +429,11 @@ def _check_cross_field(cfg: Config, source: str) -> None:
     if s.val < 1 and s.test < 1 and s.val + s.test >= 0.95:
         raise ConfigError(
             f"data.split.val + data.split.test = {s.val + s.test:g} leaves almost nothing to train on — keep it below 0.95"
+        )
+    step = re.fullmatch(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*[A-Za-z]+\s*", cfg.data.freq)
+    if (step and not float(step.group(1)) > 0) or cfg.data.freq.strip().startswith("-"):
+        raise ConfigError(
+            f"data.freq = {shown_text(repr(cfg.data.freq))} is not a positive step — use e.g. h, 15min, D, W, MS"
         )
     if w.norm == "scale" and cfg.data.scaling != "none":
         raise ConfigError("window.norm: scale divides by the window's mean |value| — it needs data.scaling: none")

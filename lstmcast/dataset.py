@@ -14,6 +14,7 @@ import torch
 
 from lstmcast import frame, scaling
 from lstmcast.calendar import calendar_features
+from lstmcast.errors import DataError
 from lstmcast.split import Runs, Split, origins
 from lstmcast.windows import WindowSet
 
@@ -64,7 +65,15 @@ def assemble(
             stats = scaling.fit(series.values, scaler.kind)
             unseen.append(str(sid))
         states.append(stats)
-        block = scaling.transform(series.values, stats)
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                block = scaling.transform(series.values, stats)
+        except FloatingPointError:
+            which = "" if sid is None else f"series {sid!r}: "
+            raise DataError(
+                f"{which}values too large for 32-bit floats after scaling (beyond ±3.4e38) — "
+                "check the data for extreme values"
+            ) from None
         if calendar:
             block = np.concatenate([block, calendar_features(series.times(), calendar)], axis=1)
         blocks.append(block)

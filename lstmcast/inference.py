@@ -151,6 +151,7 @@ def predict(
     labels = [calendar.future_labels(series, model.spec.horizon) for _, series in panel]
     with reporter.timed("forecast"):
         columns, table = _forecast_table(ckpt, model, panel, ds, labels)
+    _check_finite(table, [sid for sid, _ in panel], data_path)
     out = (
         render_path(out_path, origin=labels[0][0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
     )
@@ -201,6 +202,18 @@ def _forecast_table(
     else:
         blocks.append(scaling.inverse_rows(raw, ds.mean, ds.std, series_index, slice(0, nt)))
     return columns, np.concatenate(blocks, axis=-1)
+
+
+def _check_finite(forecasts: np.ndarray, ids: list[str | None], data_path: Path) -> None:
+    """A forecast holding NaN or infinity is never written: (series, …) forecasts, one row per series."""
+    finite = np.isfinite(forecasts.reshape(len(ids), -1)).all(axis=1)
+    if not finite.all():
+        bad = [ids[i] for i in np.flatnonzero(~finite)]
+        which = f"series {bad[0]!r}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "") if bad[0] else "the series"
+        raise DataError(
+            f"the forecast for {which} of {data_path} is not finite (NaN or infinity) — check those rows for "
+            "extreme values; nothing was written"
+        )
 
 
 def _future_inputs(ckpt: Checkpoint, panel: frame.Panel, ds: Dataset, labels: list[Any]) -> torch.Tensor:
@@ -277,6 +290,7 @@ def evaluate_checkpoint(
     chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride)
     with reporter.timed("forecast"):
         bt = evaluate.run(model, ds, chosen)
+    _check_finite(bt.forecast, [ds.ids[int(k)] for k in bt.series], data_path)
     with reporter.timed("score"):
         result = evaluate.score(bt, ds, season or calendar.season_length(ckpt.freq))
     first = panel[int(bt.series[0])][1].label(int(bt.origins[0] - ds.offsets[bt.series[0]]))

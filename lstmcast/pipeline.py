@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import signal
 import threading
@@ -26,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, sinks
+from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks
 from lstmcast.atomic import ensure_dir, write_text
 from lstmcast.checkpoint import Checkpoint, RunState
 from lstmcast.config import Config, TrainConfig, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError
-from lstmcast.model import Dims, Ensemble, Forecaster, StackedLSTM, build, parameter_count
+from lstmcast.model import Dims, Ensemble, Forecaster, StackedLSTM, build, expected_shapes, parameter_count, spec_for
 from lstmcast.report import Reporter
 from lstmcast.scaling import Scaler
 from lstmcast.split import Split, check_length, origins
@@ -201,6 +202,10 @@ class _Run:
             prep = prepare(self.cfg, self.reporter)
         if prep.freq is not None:  # the resolved config records the frequency actually used
             self.cfg = dataclasses.replace(self.cfg, data=dataclasses.replace(self.cfg.data, freq=prep.freq))
+        dims = _dims(self.cfg, prep)
+        _check_memory(self.cfg, prep, dims)
+        if init is not None:
+            _check_init_columns(init, self.cfg, Path(self.options.init_from or ""))
         fingerprint = _fingerprint(prep.panel)
         scaler = self._scaler(prep, fingerprint, resumed, init)
         self.state = resumed or RunState(self.cfg.to_dict(), scaler, fingerprint)
@@ -209,7 +214,6 @@ class _Run:
         with self.reporter.timed("windows"):
             ds = _windows(self.cfg, prep, scaler, self.device)
         self._describe(prep, ds)
-        dims = Dims(ds.data.rows.shape[1], prep.panel[0][1].n_targets, ds.data.n_future, len(ds.ids))
         model = self._fit_members(ds, dims, init)
         if not self.world.main:  # every rank holds the same weights; rank 0 scores and writes them
             return TrainOutcome(self.out_dir, self.out_dir / "model.pt", {})
@@ -252,7 +256,7 @@ class _Run:
             torch.manual_seed(t.seed + k)
             member = build(self.cfg, dims).to(self.device)
             if init is not None:
-                _warm_start(member, init, self.cfg, Path(self.options.init_from or ""))
+                _warm_start(member, init, Path(self.options.init_from or ""))
             self._fit_one(member, k, ds)
             self.members.append(member)
             if k + 1 < t.ensemble:
@@ -332,6 +336,35 @@ class _Run:
             ),
         )
         return path
+
+
+def _dims(cfg: Config, prep: Prepared) -> Dims:
+    """The model's data-decided dimensions: value columns plus a sine/cosine pair per calendar input."""
+    first = prep.panel[0][1]
+    calendar_columns = 2 * len(prep.calendar)
+    return Dims(
+        n_inputs=len(first.columns) + calendar_columns,
+        n_targets=first.n_targets,
+        n_future=len(cfg.data.future_features) + calendar_columns,
+        n_series=len(prep.panel),
+    )
+
+
+def _check_memory(cfg: Config, prep: Prepared, dims: Dims) -> None:
+    """Refuse, before allocating, a run whose model, data or activations cannot fit in memory."""
+    spec = spec_for(cfg, dims)
+    resources.check(
+        resources.training_needs(
+            parameters=sum(math.prod(shape) for shape in expected_shapes(spec).values()),
+            members=cfg.train.ensemble,
+            rows=prep.rows,
+            columns=dims.n_inputs,
+            batch=cfg.train.batch_size,
+            steps=cfg.window.lookback // cfg.model.patch,
+            hidden=cfg.model.hidden_size,
+            layers=cfg.model.num_layers,
+        )
+    )
 
 
 def _fingerprint(panel: frame.Panel) -> str:
@@ -438,8 +471,16 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _warm_start(model: StackedLSTM, init: Checkpoint, cfg: Config, source: Path) -> None:
-    """Start from a checkpoint's weights; its architecture and columns must match this config's."""
+def _check_init_columns(init: Checkpoint, cfg: Config, source: Path) -> None:
+    """A warm start reads the same columns (checked before its scaler meets the data)."""
+    columns = {k: list(getattr(cfg.data, k)) for k in ("target", "features", "future_features")}
+    theirs = {k: list(getattr(init.config.data, k)) for k in columns}
+    if theirs != columns:
+        raise ConfigError(f"--init-from {source} was trained on columns {theirs} — use the same target and features")
+
+
+def _warm_start(model: StackedLSTM, init: Checkpoint, source: Path) -> None:
+    """Start from a checkpoint's weights; its architecture must match this config's."""
     mine, theirs = dataclasses.asdict(model.spec), dataclasses.asdict(init.spec())
     for key, value in mine.items():
         if key not in ("dropout", "cell") and theirs[key] != value:
@@ -447,12 +488,6 @@ def _warm_start(model: StackedLSTM, init: Checkpoint, cfg: Config, source: Path)
                 f"--init-from {source} has {key} = {theirs[key]!r} but this config gives {value!r} — "
                 "warm starts need the same architecture, window and columns"
             )
-    columns = {k: list(getattr(cfg.data, k)) for k in ("target", "features", "future_features")}
-    if {k: list(getattr(init.config.data, k)) for k in columns} != columns:
-        raise ConfigError(
-            f"--init-from {source} was trained on columns "
-            f"{ {k: list(getattr(init.config.data, k)) for k in columns} } — use the same target and features"
-        )
     model.load_state_dict(init.members[0])
 
 
@@ -520,6 +555,7 @@ def validate(cfg: Config, reporter: Reporter) -> dict[str, Any]:
     """Check the config and data as `train` would, without training; a summary of what it found."""
     _device(cfg.train)
     prep = prepare(cfg, reporter)
+    _check_memory(cfg, prep, _dims(cfg, prep))
     w = cfg.window
     windows = {"train": 0, "val": 0, "test": 0}
     for split in prep.splits:

@@ -8,6 +8,7 @@ rows lie entirely inside its own part, so no target is ever seen in two parts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,11 +39,24 @@ def _part(rows: int, size: float) -> int:
 
 
 def rows_needed(lookback: int, horizon: int, val: float, test: float) -> int:
-    """The fewest rows for which every non-empty part holds at least one window."""
-    rows = lookback + horizon + (int(val) if val >= 1 else 0) + (int(test) if test >= 1 else 0)
-    while not _fits(split_rows(rows, val, test), lookback, horizon, val, test):
+    """The fewest rows for which every non-empty part holds at least one window.
+
+    Computed from the parts' sizes, then confirmed by a short scan: a part given as a fraction
+    is rounded, so the bound can be a few rows low, never more.
+    """
+    counts = (int(val) if val >= 1 else 0) + (int(test) if test >= 1 else 0)
+    parts = [size for size in (val, test) if 0 < size < 1]
+    # Rounding takes at most half a row from each fractional part: train ≥ rows·(1 − Σ) − Σ 0.5.
+    slack = lookback + horizon + counts - 0.5 * len(parts)
+    rows = math.floor(slack / (1.0 - sum(parts)))
+    for size in parts:  # round(rows · size) ≥ horizon
+        rows = max(rows, math.floor((horizon - 0.5) / size))
+    rows = max(lookback + horizon + counts, rows)
+    for _ in range(10_000):
+        if _fits(split_rows(rows, val, test), lookback, horizon, val, test):
+            return rows
         rows += 1
-    return rows
+    raise AssertionError(f"rows_needed found no size for {lookback=} {horizon=} {val=} {test=}")  # a bug
 
 
 def _fits(split: Split, lookback: int, horizon: int, val: float, test: float) -> bool:
@@ -56,6 +70,12 @@ def _fits(split: Split, lookback: int, horizon: int, val: float, test: float) ->
 
 def check_length(rows: int, lookback: int, horizon: int, val: float, test: float, what: str) -> Split:
     split = split_rows(rows, val, test)
+    for name, size in (("val", val), ("test", test)):
+        if 1 <= size < horizon:  # no number of rows would do
+            raise DataError(
+                f"data.split.{name} = {size:g} rows is shorter than window.horizon ({horizon}), so that part holds "
+                "no forecast window — give it at least horizon rows, a fraction, or 0"
+            )
     if not _fits(split, lookback, horizon, val, test):
         need = rows_needed(lookback, horizon, val, test)
         raise DataError(
