@@ -39,7 +39,9 @@ def main() -> None:
         metrics = json.loads((Path(out) / "metrics.json").read_text())
         import torch
 
-        std = torch.load(Path(out) / "model.pt", weights_only=True)["scaler"]["std"][0]
+        from lstmcast import checkpoint
+
+        std = checkpoint.load(Path(out) / "model.pt").scaler.std[0][0]  # the target's, of the (first) series
 
     rows = [("lstmcast", metrics)] + [
         (f"{name.replace('_', ' ')} (m={metrics[name]['season']})", metrics[name])
