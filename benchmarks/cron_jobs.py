@@ -56,7 +56,7 @@ def run_jobs(jobs: int, epochs: int, env_extra: dict[str, str], args_extra: list
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-            )  # fmt: skip
+            )
             for k in range(jobs)
         ]
         for proc in procs:
