@@ -242,6 +242,10 @@ def _read(path: Path) -> Any:
     if path.is_dir():
         hint = " (did you mean model.pt inside it?)" if (path / "model.pt").exists() else ""
         raise CheckpointError(f"checkpoint path {path} is a folder{hint} — give the model.pt file")
+    if not path.is_file():  # a FIFO would block the read forever; a device would read without end
+        raise CheckpointError(
+            f"checkpoint path {path} is not a regular file (a FIFO or device?) — give the model.pt file"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

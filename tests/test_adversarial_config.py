@@ -207,10 +207,14 @@ def test_a_hostile_input_is_one_bounded_line_and_harms_nothing(trained, name, co
     assert _unharmed(before, _digest(trained / "run"))  # model.pt, forecast.csv, metrics … untouched
 
 
-def test_a_fifo_as_the_config_is_refused_without_waiting(tmp_path):
-    fifo = tmp_path / "config.yaml"
+def test_a_fifo_or_device_as_config_or_checkpoint_is_refused_without_waiting(trained, tmp_path):
+    fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    result = cli_process("validate", fifo, timeout=60)  # a hang fails here instead of blocking the suite
+    data = trained / "series.csv"
+    for args in (["validate", fifo], ["predict", fifo, "--data", data], ["inspect", "/dev/zero"]):
+        result = cli_process(*args, timeout=60)  # a hang fails here instead of blocking the suite
+        assert_user_error(result, "not a regular file")
+    result = cli_process("train", trained / "config.yaml", "--init-from", fifo, "--out", tmp_path / "x", timeout=60)
     assert_user_error(result, "not a regular file")
 
 
