@@ -1,10 +1,17 @@
-"""Write files so that readers only ever see the old complete file or the new complete one."""
+"""Write files so that readers only ever see the old complete file or the new complete one.
+
+Only regular files are ever replaced or appended to: a device, FIFO, socket or folder at an output
+path is refused before anything is written, and a symbolic link is followed to the file it names
+(which is then replaced, keeping the link).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -22,30 +29,111 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def kind_of(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    for test, words in _NOT_REGULAR:
+        if test(mode):
+            return words
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def write_target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """Where a write to `path` lands, and what is there now (None: nothing yet).
+
+    A symbolic link (or a chain of them) is followed to its final target; a dangling one names the
+    file to create, whose folder must exist. Anything but a regular file there is an `OutputError`,
+    and so is a regular file without any write permission (someone protected it).
+    """
+    path = Path(path)
+    link = os.path.islink(path)
+    via = f" (the target of the symbolic link {path})" if link else ""
+    try:
+        found: os.stat_result | None = os.stat(path)  # follows links, /dev/stderr's included
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{path} is a symbolic link that loops — remove it or choose another path") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} — {advice(exc)}") from None
+    target = Path(os.path.realpath(path)) if link else path
+    if found is None:
+        if link and not target.parent.is_dir():
+            raise OutputError(
+                f"{path} is a symbolic link to {target}, whose folder does not exist — create it or remove the link"
+            )
+        return target, None
+    kind = kind_of(found.st_mode)
+    if kind is not None:
+        shown = f"{target}{via}" if link and os.path.lexists(target) else str(path)
+        raise OutputError(f"{shown} is {kind}, not a regular file — {_instead(kind)}")
+    if not found.st_mode & 0o222:
+        raise OutputError(
+            f"{target}{via} is read-only (mode {stat.S_IMODE(found.st_mode):04o}) — "
+            "make it writable (chmod u+w) or choose another path"
+        )
+    return target, found
+
+
+def _instead(kind: str) -> str:
+    if kind == "a folder":
+        return "move it away or choose another path"
+    return "lstmcast writes only regular files; choose another path"
+
+
+def check_targets(*paths: Path | str | None) -> None:
+    """Refuse, before any work, output paths that `atomic_write` would refuse (templates are checked later)."""
+    for path in paths:
+        if path is not None and "{" not in str(path):
+            write_target(Path(path))
+
 
 def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
     """Call `write(file)` on a temporary file beside `path`, fsync it, then `os.replace` it into place.
 
     A crash or a full disk at any moment leaves the previous `path` untouched and at most
-    a stray hidden temporary file, never a half-written `path`.
+    a stray hidden temporary file, never a half-written `path`. A symbolic link at `path` is
+    kept: the file it points to is the one replaced. The replaced file's permissions (and owner,
+    where allowed) carry over to the new one.
     """
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp = _mkstemp(path)
+    target, previous = write_target(path)
+    fd, tmp = _mkstemp(target)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should read like any other file
+        _carry_mode(fd, previous)
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if write_target(path)[0] != target:  # checked again: something may have moved in while we wrote
+            raise OutputError(f"{path} changed while lstmcast wrote it — run again")
+        os.replace(tmp, target)
     except OSError as exc:
         _discard(tmp)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc} — {_advice(exc)}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} — {advice(exc, kept=True)}") from None
     except BaseException:
         _discard(tmp)
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+
+
+def _carry_mode(fd: int, previous: os.stat_result | None) -> None:
+    if previous is None:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should read like any other file
+        return
+    os.fchmod(fd, stat.S_IMODE(previous.st_mode) & 0o777)
+    if (previous.st_uid, previous.st_gid) != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(OSError):  # only root may give a file away; others keep their own
+            os.fchown(fd, previous.st_uid, previous.st_gid)
 
 
 def render_path(template: str | Path, **fields: Any) -> Path:
@@ -73,27 +161,54 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), text=True)
 
 
+def open_append(path: Path) -> int:
+    """A descriptor appending to the regular file at `path` (created if missing; a symbolic link is followed).
+
+    Opened without blocking, so a FIFO swapped in after the check cannot hang the run, and checked
+    again once open: nothing but a regular file is ever written to.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    target, _ = write_target(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o666)
+    except OSError as exc:
+        raise OutputError(f"cannot open the log file {path}: {exc.strerror or exc} — {advice(exc)}") from None
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise OutputError(
+            f"{path} is {kind}, not a regular file — lstmcast writes only regular files; choose another path"
+        )
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
 def ensure_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise OutputError(f"cannot create folder {folder}: a file is in the way — choose another output path") from None
     except OSError as exc:
-        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc} — {_advice(exc)}") from None
+        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc} — {advice(exc)}") from None
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:
     try:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write in {path.parent}: {exc.strerror or exc} — {_advice(exc)}") from None
+        raise OutputError(f"cannot write in {path.parent}: {exc.strerror or exc} — {advice(exc)}") from None
 
 
-def _advice(exc: OSError) -> str:
+def advice(exc: OSError, *, kept: bool = False) -> str:
+    """What to do about a failed write; `kept`: the previous file is untouched (an atomic write)."""
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "choose a writable folder or fix its permissions"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free disk space; the previous file was left intact"
+        return "free disk space; the previous file was left intact" if kept else "free disk space"
+    if exc.errno == errno.EISDIR:
+        return "a folder is in the way; choose another path"
     return "check the output path"
 
 

@@ -2,25 +2,75 @@
 
 Heavy modules (torch, pandas) are imported inside the commands, so `--help` and `--version`
 start about as fast as typer itself (benchmarks/perf.py figure 2).
+
+Whatever goes wrong ends in one `error: …` line on stderr and a documented exit code: a bad
+command line (click's usage text is kept for people, and `--json` still gets its JSON line), a
+library warning (one `warning: …` line through the Reporter), a closed stderr (the run goes on)
+or a stdout whose reader went away after the work was done (exit 0, quietly).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from lstmcast import __version__, distributed
-from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, Interrupted, LstmcastError
+from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, LstmcastError
+
+# click's exception classes, from the one name typer exports in every version (click may be vendored).
+_CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
+ClickException: type[Exception] = _CLICK_ERRORS["ClickException"]
+WARNING_CHARS = 200  # a library warning becomes one line of at most this many characters
+
+
+class _Group(TyperGroup):
+    """The app's group: runs click in non-standalone mode and maps every way out to lstmcast's contract."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        _state.update(reporter=None, stdout_gone=False)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except LstmcastError as exc:  # from an option's check (e.g. --wait nan), before any command ran
+            _json_error(_command_in(argv), {"json_output": "--json" in argv}, _one_line(str(exc)), exc.exit_code)
+            code = _fail(f"error: {exc}", exc.exit_code).exit_code
+        except ClickException as exc:
+            code = _usage_failure(exc, argv)
+        except typer.Abort:
+            code = _fail("error: interrupted", EXIT_SIGINT).exit_code
+        except SystemExit:
+            if type(sys.stdout).__name__ != "PacifyFlushWrapper":
+                raise
+            code = 0  # click met a stdout whose reader is gone (`--help | head -1`) and exits 1 for it
+            _silence_stdout()
+        code = 0 if code is None else code
+        _flush_stdout()
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
+    cls=_Group,
     name="lstmcast",
     help="Stacked-LSTM time-series forecasting from one YAML file.",
     add_completion=False,
@@ -30,7 +80,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": os.environ.get("LSTMCAST_DEBUG", "") not in ("", "0")}
+_state: dict[str, Any] = {"debug": os.environ.get("LSTMCAST_DEBUG", "") not in ("", "0")}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,9 +98,9 @@ def _fail(message: str, code: int, *, every_rank: bool = False, wait: bool = Tru
     so only rank 0 reports them; a bug (`every_rank`) may hit one rank alone and names it."""
     rank = _rank()
     if rank == 0 or every_rank:
-        sys.stdout.flush()
+        _flush_stdout()
         prefix = f"rank {rank}: " if rank else ""
-        print(prefix + " ".join(message.split()), file=sys.stderr, flush=True)  # one line, whatever a library said
+        _stderr(prefix + _one_line(message))  # one line, whatever a library said
     elif wait:  # (not after a stop signal: the launcher is already waiting for every rank to end)
         # The launcher stops every rank as soon as one exits with an error: a quiet rank that
         # exited first would take rank 0 down before it printed. Rank 0 meets the same error
@@ -59,19 +109,116 @@ def _fail(message: str, code: int, *, every_rank: bool = False, wait: bool = Tru
     return typer.Exit(code)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _stderr(text: str) -> None:
+    """Print on stderr if there is one (a scheduler may have closed it; then the exit code speaks)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=sys.stderr, flush=True)
+
+
+def _stdout(text: str) -> None:
+    """Print on stdout; a reader that went away (`| head -1`) is no error: the work is done by now."""
+    if not _state.get("stdout_gone"):
+        with _writing_stdout():
+            print(text, flush=True)
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    """Stdout's reader gone: quiet from then on. Stdout unwritable (its disk full): an `OutputError`."""
+    try:
+        yield
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        from lstmcast.errors import OutputError
+
+        raise OutputError(
+            f"cannot write to stdout: {exc.strerror or exc} — the run's files, if any, were written; "
+            "fix where stdout is redirected"
+        ) from None
+
+
+def _flush_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing (not even the flush at exit) writes to the broken pipe again."""
+    _state["stdout_gone"] = True
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = sys.stdout.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any) -> None:
+    """A Python warning (torch, numpy, pandas…) as one `warning: …` line through the run's Reporter."""
+    _library_warning(f"{category.__name__} in {Path(filename).name}:{lineno}: {message}")
+
+
+class _LoggedWarnings(logging.Handler):
+    """Stands in for logging's last resort: a library's log record nobody handles becomes one warning line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # logging would print a traceback for an error raised here
+            _library_warning(f"{record.name}: {record.getMessage()}")
+
+
+def _library_warning(text: str) -> None:
+    text = _one_line(text)
+    if len(text) > WARNING_CHARS:
+        text = text[: WARNING_CHARS - 1] + "…"
+    reporter = _state.get("reporter")
+    if reporter is not None:
+        reporter.warning(text)
+    else:
+        _stderr(f"warning: {text}")
+
+
+@contextlib.contextmanager
+def _routed_warnings() -> Iterator[None]:
+    """During a command, Python warnings and unhandled log records become lstmcast's own warning lines."""
+    last_resort = logging.lastResort
+    logging.lastResort = _LoggedWarnings()
+    try:
+        with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        logging.lastResort = last_resort
+
+
 def handle_errors(command: F) -> F:
     """User errors → one `error:` line and exit 2 (or their own code); bugs → exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with _routed_warnings():
+                return command(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:  # stdout's reader went away; only the final lines go there, after the work
+            _silence_stdout()
+            return None
         except LstmcastError as exc:
             if _state["debug"]:
                 traceback.print_exc()
-            _json_error(command.__name__, kwargs, " ".join(str(exc).split()), exc.exit_code)
+            _json_error(command.__name__, kwargs, _one_line(str(exc)), exc.exit_code)
             raise _fail(f"error: {exc}", exc.exit_code, wait=not isinstance(exc, Interrupted)) from None
         except KeyboardInterrupt:
             raise _fail("error: interrupted", EXIT_SIGINT) from None
@@ -89,18 +236,49 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _json_error(command: str, kwargs: dict[str, Any], message: str, code: int) -> None:
+def _json_error(command: str | None, kwargs: dict[str, Any], message: str, code: int) -> None:
     """With --json, a failed run still ends with one summary line on stdout."""
     if kwargs.get("json_output") and _rank() == 0:
         import json
 
-        print(json.dumps({"status": "error", "command": command, "exit_code": code, "error": message}), flush=True)
+        _stdout(json.dumps({"status": "error", "command": command, "exit_code": code, "error": message}))
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command a command line asked for (its first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _usage_failure(exc: Any, argv: list[str]) -> int:
+    """A command line click could not parse: its usage lines for people, then one `error:` line."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `lstmcast`: the help, as click shows it
+        with contextlib.suppress(OSError, ValueError):
+            exc.show()
+        return int(exc.exit_code)
+    message = _one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if "--json" in argv:
+        command = ctx.command.name if ctx is not None and ctx.parent is not None else _command_in(argv)
+        _json_error(command, {"json_output": True}, message, EXIT_USER)
+    if ctx is not None:
+        _stderr(f"{ctx.get_usage()}\nTry '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+    _stderr(f"error: {message}")
+    return EXIT_USER
 
 
 def _show_version(value: bool) -> None:
     if value:
-        print(f"lstmcast {__version__}")
+        _stdout(f"lstmcast {__version__}")
         raise typer.Exit()
+
+
+def _wait_seconds(value: float | None) -> float | None:
+    """--wait: a finite number of seconds ≥ 0 (click's FLOAT takes nan, inf and negatives)."""
+    if value is not None:
+        from lstmcast.lock import check_wait
+
+        check_wait(value)
+    return value
 
 
 @app.callback()
@@ -115,15 +293,16 @@ def main_options(
 
 
 def _reporter(quiet: bool, log_file: Path | None = None) -> Any:
-    from lstmcast.atomic import ensure_dir
+    """The run's Reporter (library warnings go through it too); --log-file must be a regular file or new."""
     from lstmcast.report import Reporter
 
     if _rank() > 0:  # under torchrun rank 0 speaks for the job
-        return Reporter(open(os.devnull, "w"), quiet=True)
-    reporter = Reporter(quiet=quiet)
-    if log_file is not None:
-        ensure_dir(log_file.parent)
-        reporter.attach_log(log_file)
+        reporter = Reporter(open(os.devnull, "w"), quiet=True)  # noqa: SIM115 - lives as long as the run
+    else:
+        reporter = Reporter(quiet=quiet)
+        if log_file is not None:
+            reporter.attach_log(log_file)
+    _state["reporter"] = reporter
     return reporter
 
 
@@ -157,7 +336,7 @@ def _load(config: Path, overrides: list[str] | None, data: Path | None, out: Pat
 def _emit_json(summary: dict[str, Any]) -> None:
     import json
 
-    print(json.dumps(summary, default=str), flush=True)
+    _stdout(json.dumps(summary, default=str))
 
 
 @app.command()
@@ -180,7 +359,11 @@ def train(
         typer.Option("--refit-scaler", help="With --init-from: fit the scaler on the new data instead of keeping it."),
     ] = False,
     wait: Annotated[
-        float | None, typer.Option(help="Wait up to this many seconds for another run to release the output folder.")
+        float | None,
+        typer.Option(
+            callback=_wait_seconds,
+            help="Wait up to this many seconds (finite, ≥ 0) for another run to release the output folder.",
+        ),
     ] = None,
     nproc: Annotated[
         int,
@@ -225,7 +408,7 @@ def train(
         }
         _emit_json(_summary("train", started, outputs=outputs, metrics=outcome.metrics))
     else:
-        print(f"checkpoint written to {outcome.checkpoint}")
+        _stdout(f"checkpoint written to {outcome.checkpoint}")
 
 
 @app.command()
@@ -274,7 +457,7 @@ def predict(
         outputs = {k: str(v) for k, v in outcome.written.items()}
         _emit_json(_summary("predict", started, outputs=outputs, rows=outcome.rows, first=outcome.first))
         return
-    print(_forecast_line(outcome))
+    _stdout(_forecast_line(outcome))
     _print_written(outcome.written, skip="forecast")
 
 
@@ -330,7 +513,8 @@ def evaluate(
         outputs = {k: str(v) for k, v in outcome.written.items()}
         _emit_json(_summary("evaluate", started, outputs=outputs, report=outcome.report))
         return
-    _print_report(outcome.report)
+    with _writing_stdout():
+        _print_report(outcome.report)
     _print_written(outcome.written)
 
 
@@ -338,14 +522,13 @@ def _print_written(written: dict[str, Any], skip: str = "") -> None:
     """Name every file a command wrote, once, on stdout."""
     for what, path in written.items():
         if what != skip:
-            print(f"{what} written to {path}")
+            _stdout(f"{what} written to {path}")
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _stdout_console()
     console.print(
         f"{report['origins']} forecast origins from {report['first_origin']} to {report['last_origin']} "
         f"(stride {report['stride']}, horizon {report['horizon']}, seasonal period {report['season']})",
@@ -373,6 +556,18 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
 
 
+def _stdout_console() -> Any:
+    """A rich Console on stdout that goes quiet when its reader goes away (rich itself would exit 1)."""
+    from rich.console import Console
+
+    class QuietOnBrokenPipe(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _silence_stdout()
+
+    return QuietOnBrokenPipe()
+
+
 @app.command()
 @handle_errors
 def inspect(
@@ -396,10 +591,14 @@ def inspect(
     if json_output:
         _emit_json(_summary("inspect", started, **report))
         return
-    from rich.console import Console
+    with _writing_stdout():
+        _print_card(report, data)
+
+
+def _print_card(report: dict[str, Any], data: Path | None) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = _stdout_console()
     card = Table(title="checkpoint", show_header=False)
     card.add_column(style="bold")
     card.add_column()
@@ -481,8 +680,8 @@ def validate(
         return
     width = max(map(len, summary))
     for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
-    print("ok")
+        _stdout(f"{key:<{width}}  {value}")
+    _stdout("ok")
 
 
 def _resume_command(config: Path, cfg: Any, data: Path | None, out: Path | None, sets: list[str], nproc: int) -> str:
@@ -503,6 +702,7 @@ def _resume_command(config: Path, cfg: Any, data: Path | None, out: Path | None,
 
 
 def main() -> None:
+    _keep_standard_streams()
     try:
         app()
     except KeyboardInterrupt:
@@ -516,6 +716,27 @@ def main() -> None:
     sys.exit(code)
 
 
+def _keep_standard_streams() -> None:
+    """Give closed descriptors 0–2 to /dev/null (as `2>&-` leaves them, or some schedulers).
+
+    Otherwise the next file lstmcast opens would become "stderr", and a library's C-level warning
+    would be written into a checkpoint or a lock file; and Python, which sets sys.stderr to None
+    then, gets a stream that drops what is written to it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def leave_now(code: Any) -> None:
     """Exit a torchrun worker without interpreter teardown.
 
@@ -524,6 +745,7 @@ def leave_now(code: Any) -> None:
     benchmarks/RESULTS.md, "Measurements behind design choices"), which would turn a finished
     run into a failed job. `os._exit` skips that teardown.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
     os._exit(code if isinstance(code, int) else (0 if code is None else 1))

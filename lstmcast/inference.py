@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lstmcast import calendar, checkpoint, evaluate, frame, metrics, scaling, sinks
-from lstmcast.atomic import render_path, write_text
+from lstmcast.atomic import check_targets, render_path, write_text
 from lstmcast.checkpoint import Checkpoint
 from lstmcast.dataset import Dataset, assemble
 from lstmcast.errors import DataError
@@ -140,6 +140,7 @@ def predict(
     plot: Path | None = None,
 ) -> PredictOutcome:
     """Forecast the horizon after each series' last row; write the CSV (and the plot when asked)."""
+    check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
         ckpt = checkpoint.load(ckpt_path)
         model = load_model(ckpt)
@@ -278,6 +279,7 @@ def evaluate_checkpoint(
     Without --end the data is cut where training cut it (data.end), so the default test period is
     exactly the one training held out.
     """
+    check_targets(report_path, plot)  # before any work: a FIFO or folder there is refused now, not at the end
     with reporter.timed("load"):
         ckpt = checkpoint.load(ckpt_path)
         model = load_model(ckpt)

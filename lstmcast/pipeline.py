@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks
-from lstmcast.atomic import ensure_dir, write_text
+from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.checkpoint import Checkpoint, RunState
 from lstmcast.config import Config, TrainConfig, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
@@ -161,6 +161,9 @@ def train(cfg: Config, reporter: Reporter, options: TrainOptions = TrainOptions(
         raise OutputError(f"output folder {out_dir} is not writable — choose another with --out or output.dir")
     with lock.hold(out_dir, options.wait) if world.main else contextlib.nullcontext():
         if world.main:
+            check_targets(
+                *(out_dir / name for name in TRAIN_OUTPUTS)
+            )  # a folder or FIFO there: refused before training
             _remove_stray_temporaries(out_dir)
             reporter.attach_log(out_dir / "train.log")
         outcome = _Run(cfg, reporter, options, out_dir, world, device).execute()

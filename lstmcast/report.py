@@ -1,17 +1,23 @@
 """How a run talks: a rich progress bar at a terminal, plain timestamped lines everywhere else.
 
 The pipeline calls a `Reporter`; it never prints. Lines also go to any attached log file.
+Without a stderr (closed by the scheduler, or its reader gone) the run goes on and the lines go
+to the log files only; a log file that cannot be written (a full disk) is an `OutputError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+
+from lstmcast.atomic import advice, open_append
+from lstmcast.errors import OutputError
 
 
 def _stamp() -> str:
@@ -26,12 +32,12 @@ class Reporter:
     """Messages and training progress for one command run."""
 
     def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False, interactive: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
+        self.stream: IO[str] | None = stream if stream is not None else sys.stderr  # None: stderr is closed
         self.quiet = quiet
         if interactive is None:
             interactive = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interactive = interactive and not quiet
-        self._logs: list[IO[str]] = []
+        self.interactive = interactive and not quiet and self.stream is not None
+        self._logs: list[tuple[Path, int]] = []  # appended with os.write: nothing buffered, nothing lost at exit
         self.timings: dict[str, float] = {}  # seconds per step of the run, for --profile
         self._console: Any = None
         self._live: Any = None  # the rich Progress while training
@@ -49,16 +55,34 @@ class Reporter:
 
     def _emit(self, level: str, message: str) -> None:
         line = f"{_stamp()} {message}"
-        for log in self._logs:
-            log.write(line + "\n")
-            log.flush()
+        self._log(line)
         if level == "record" or (self.quiet and level == "info"):
             return
         if self.interactive:
-            self.console.print(message, markup=False, highlight=False)
+            self._speak(lambda stream: self.console.print(message, markup=False, highlight=False))
         else:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            self._speak(lambda stream: (stream.write(line + "\n"), stream.flush()))
+
+    def _speak(self, say: Callable[[IO[str]], object]) -> None:
+        """Write to the stream unless it is gone; a closed stderr or a vanished reader stops nothing."""
+        if self.stream is None:
+            return
+        try:
+            say(self.stream)
+        except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+            self.stream, self.interactive = None, False
+
+    def _log(self, line: str) -> None:
+        data = (line + "\n").encode()
+        for path, fd in list(self._logs):
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                self._logs.remove((path, fd))
+                os.close(fd)
+                raise OutputError(f"cannot write the log file {path}: {exc.strerror} — {advice(exc)}") from None
 
     @property
     def console(self) -> Any:
@@ -69,12 +93,13 @@ class Reporter:
         return self._console
 
     def attach_log(self, path: Path) -> None:
-        """Append every later line (with timestamps, never progress bars) to `path`."""
-        self._logs.append(open(path, "a", encoding="utf-8"))  # noqa: SIM115 - closed in close()
+        """Append every later line (with timestamps, never progress bars) to `path`: a regular file, or made."""
+        self._logs.append((Path(path), open_append(Path(path))))
 
     def close(self) -> None:
-        for log in self._logs:
-            log.close()
+        for _, fd in self._logs:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self._logs.clear()
 
     # ------------------------------------------------------------------ --profile
@@ -133,8 +158,6 @@ class Reporter:
         line = f"epoch {point.epoch}/{epochs} step {point.step}  {text}  {point.seconds:.1f}s"
         if self._live is not None:
             self._live.update(self._epoch_task, completed=point.epoch, losses=text)
-            for log in self._logs:
-                log.write(f"{_stamp()} {line}\n")
-                log.flush()
+            self._log(f"{_stamp()} {line}")
         else:
             self.info(line)
