@@ -56,6 +56,16 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the series comes from and how it is cleaned and split.
+
+    Gap filling is bounded because every filled row is made up. `max_gap` defaults to 168 rows: a
+    week of hourly data (seven daily cycles), and the default window.lookback, so no default window
+    is made up from end to end; a mistyped year in hourly data (8,784 rows) or a dead sensor for a
+    month is far beyond it, while an outage of hours or days is filled as before. `max_filled`
+    defaults to 0.2: at least four rows in five of what the model learns from, is scored on or
+    forecasts from are real; more invented than that is a problem with the file, not a gap.
+    """
+
     path: str | None = knob(
         None, "CSV to train on; relative to this config file's folder (--data overrides)", path=True
     )
@@ -69,6 +79,18 @@ class DataConfig:
     freq: str = knob("auto", "row frequency as a pandas alias (h, D, MS, 15min, …); auto infers it from the timestamps")
     missing: str = knob(
         "interpolate", "what to do with gaps and empty cells", choices=("interpolate", "ffill", "error")
+    )
+    max_gap: int = knob(
+        168,
+        "most consecutive rows gap filling may invent (missing rows, or rows with an empty target); longer is an error",
+        lo=0,
+        hi=1_000_000_000,
+    )
+    max_filled: float = knob(
+        0.2,
+        "largest share of a series' rows gap filling may invent (missing or empty target); more is an error",
+        lo=0.0,
+        hi=1.0,
     )
     start: str | None = knob(None, "first timestamp to use (inclusive); null starts at the first row")
     end: str | None = knob(None, "last timestamp to use (inclusive); null ends at the last row")
