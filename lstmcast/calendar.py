@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
-from lstmcast.errors import DataError
+from lstmcast.errors import DataError, shown
 
 if TYPE_CHECKING:
     from lstmcast.frame import Series
@@ -53,11 +53,11 @@ def row_at(series: Series, when: str, flag: str) -> int:
     try:
         stamp = pd.Timestamp(when)
     except ValueError:
-        raise DataError(f"{flag} {when!r} is not a time — write e.g. 2024-01-31 13:00") from None
+        raise DataError(f"{flag} {shown(when)} is not a time — write e.g. 2024-01-31 13:00") from None
     if series.index.tz is not None and stamp.tz is None:
         stamp = stamp.tz_localize(series.index.tz)
     elif series.index.tz is None and stamp.tz is not None:
-        raise DataError(f"{flag} {when!r} has a time zone but the data's times have none — drop the offset")
+        raise DataError(f"{flag} {shown(when)} has a time zone but the data's times have none — drop the offset")
     return int(series.index.searchsorted(stamp))
 
 

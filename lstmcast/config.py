@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lstmcast.errors import ConfigError
+from lstmcast.errors import ConfigError, shown
 
 
 def knob(
@@ -57,6 +57,16 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the series comes from and how it is cleaned and split.
+
+    Gap filling is bounded because every filled row is made up. `max_gap` defaults to 168 rows: a
+    week of hourly data (seven daily cycles), and the default window.lookback, so no default window
+    is made up from end to end; a mistyped year in hourly data (8,784 rows) or a dead sensor for a
+    month is far beyond it, while an outage of hours or days is filled as before. `max_filled`
+    defaults to 0.2: at least four rows in five of what the model learns from, is scored on or
+    forecasts from are real; more invented than that is a problem with the file, not a gap.
+    """
+
     path: str | None = knob(
         None, "CSV to train on; relative to this config file's folder (--data overrides)", path=True
     )
@@ -70,6 +80,18 @@ class DataConfig:
     freq: str = knob("auto", "row frequency as a pandas alias (h, D, MS, 15min, …); auto infers it from the timestamps")
     missing: str = knob(
         "interpolate", "what to do with gaps and empty cells", choices=("interpolate", "ffill", "error")
+    )
+    max_gap: int = knob(
+        168,
+        "most consecutive rows gap filling may invent (missing rows, or rows with an empty target); longer is an error",
+        lo=0,
+        hi=1_000_000_000,
+    )
+    max_filled: float = knob(
+        0.2,
+        "largest share of a series' rows gap filling may invent (missing or empty target); more is an error",
+        lo=0.0,
+        hi=1.0,
     )
     start: str | None = knob(None, "first timestamp to use (inclusive); null starts at the first row")
     end: str | None = knob(None, "last timestamp to use (inclusive); null ends at the last row")
@@ -243,7 +265,7 @@ def parse_yaml(text: str, source: str) -> Any:
         opened = f" ({exc.context} at line {context.line + 1})" if context and exc.context else ""
         raise ConfigError(f"{source}{where}: YAML syntax error: {exc.problem}{opened} — fix the YAML there") from None
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: e.g. an integer of 5,000 digits
-        raise ConfigError(f"{source}: cannot read YAML ({shown_text(str(exc))}) — is this a config file?") from None
+        raise ConfigError(f"{source}: cannot read YAML ({shown(str(exc))}) — is this a config file?") from None
     finally:
         loader.dispose()
 
@@ -253,7 +275,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {shown_text(item)} is not KEY=VALUE — write e.g. --set train.lr=0.001")
+        raise ConfigError(f"--set {shown(item)} is not KEY=VALUE — write e.g. --set train.lr=0.001")
     try:
         value = parse_yaml(text, f"--set {key}") if text.strip() else None
     except ConfigError:
@@ -385,7 +407,7 @@ def _coerce(value: Any, tp: Any, meta: typing.Mapping[str, Any], key: str) -> An
         if choices and value not in choices:
             hint = difflib.get_close_matches(value, choices, n=1)
             more = f" — did you mean {hint[0]}?" if hint else ""
-            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(choices)}{more}")
+            raise ConfigError(f"{key} = {shown(value)} is not one of {', '.join(choices)}{more}")
         return value
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module
 
@@ -395,7 +417,7 @@ def _check_range(value: float, meta: typing.Mapping[str, Any], key: str) -> None
     too_low = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
     too_high = hi is not None and value > hi
     if too_low or too_high:
-        raise ConfigError(f"{key} = {value} is out of range — it must be{_range_text(meta)}")
+        raise ConfigError(f"{key} = {shown(value)} is out of range — it must be{_range_text(meta)}")
 
 
 def _range_text(meta: typing.Mapping[str, Any]) -> str:
@@ -411,12 +433,7 @@ def _num(x: float | None) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{shown_text(repr(value))} ({type(value).__name__})"
-
-
-def shown_text(text: str, limit: int = 80) -> str:
-    """A user's value as echoed in a message: at most `limit` characters."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{shown(value)} ({type(value).__name__})"
 
 
 def _check_cross_field(cfg: Config, source: str) -> None:
@@ -433,7 +450,7 @@ def _check_cross_field(cfg: Config, source: str) -> None:
     step = re.fullmatch(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*[A-Za-z]+\s*", cfg.data.freq)
     if (step and not float(step.group(1)) > 0) or cfg.data.freq.strip().startswith("-"):
         raise ConfigError(
-            f"data.freq = {shown_text(repr(cfg.data.freq))} is not a positive step — use e.g. h, 15min, D, W, MS"
+            f"data.freq = {shown(cfg.data.freq)} is not a positive step — use e.g. h, 15min, D, W, MS"
         )
     if w.norm == "scale" and cfg.data.scaling != "none":
         raise ConfigError("window.norm: scale divides by the window's mean |value| — it needs data.scaling: none")

@@ -12,6 +12,24 @@ EXIT_LOCKED = 75
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
+SHOWN_LIMIT = 80  # characters of a user's value (a cell, a name, a header) echoed into a message
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """A user's value as an error line shows it: text quoted and escaped like repr, at most `limit` characters.
+
+    Longer values end in an ellipsis, so a 300 MB cell or a megabyte of header cannot flood a log;
+    escaping keeps a newline or control character inside a value from breaking the one-line promise.
+    Values that are not text (times, numbers) are shown unquoted.
+    """
+    text = value if isinstance(value, str) else str(value)
+    head = text[: limit + 1]  # escape a bounded prefix only: repr of a 300 MB string would copy it
+    quoted = repr(head)
+    inner, quote = quoted[1:-1], (quoted[0] if isinstance(value, str) else "")
+    if len(text) > limit or len(inner) > limit:
+        inner = inner[: limit - 1] + "…"
+    return f"{quote}{inner}{quote}"
+
 
 class LstmcastError(Exception):
     """A problem with the user's input; the message is one line: what, then what to do."""

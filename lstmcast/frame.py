@@ -10,7 +10,7 @@ the header being line 1).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import pandas as pd
 from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
-from lstmcast.errors import DataError
+from lstmcast.config import DataConfig
+from lstmcast.errors import DataError, shown
 from lstmcast.readers import Lines, numeric_values, parse_times, read_csv, return_freed_memory
 
 
@@ -105,6 +106,24 @@ def load_series(path: str | Path, **options: Any) -> Series:
     return load_panel(path, series_id=None, **options)[0][1]
 
 
+@dataclass(frozen=True)
+class Rules:
+    """How the series of a file are regularised: frequency (and who set it), gaps, range.
+
+    `freq_from` names where a fixed frequency came from, for messages ("data.freq", "the model's
+    frequency"); `max_gap`/`max_filled` bound what gap filling may invent (`DataConfig` explains them).
+    """
+
+    freq: str = "auto"
+    freq_from: str = "data.freq"
+    missing: str = "interpolate"
+    start: str | None = None
+    end: str | None = None
+    max_gap: int = DataConfig.max_gap
+    max_filled: float = DataConfig.max_filled
+    last_observed: bool = False  # predict: forecasts start after the last row, so it must not be invented
+
+
 def load_panel(
     path: str | Path,
     *,
@@ -118,12 +137,18 @@ def load_panel(
     missing: str = "interpolate",
     start: str | None = None,
     end: str | None = None,
+    max_gap: int = DataConfig.max_gap,
+    max_filled: float = DataConfig.max_filled,
+    freq_from: str = "data.freq",
+    last_observed: bool = False,
 ) -> Panel:
     """Every series of a CSV (long format when `series_id` names a column), each validated on its own.
 
     Series come sorted by id; all share one frequency. Errors name the series. With `future_rows`
     (predict with known-future covariates), each series' rows after its last target value hold the
-    `future_features` of the rows to forecast; they are split off into `Series.future`.
+    `future_features` of the rows to forecast; they are split off into `Series.future`. Gap filling
+    may fill at most `max_gap` rows in a row and a `max_filled` share of a series' rows; with
+    `last_observed` (predict), each series' last row must have its targets.
     """
     path = Path(path)
     value_cols = list(target) + list(features) + list(future_features)
@@ -134,38 +159,44 @@ def load_panel(
     if series_id is not None:  # rows are grouped by series, so each needs its own line number
         lines = np.arange(2, len(frame) + 2, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
     values = numeric_values(frame, value_cols, lines, path)
-    if series_id is None:
-        groups: list[tuple[str | None, np.ndarray | slice]] = [(None, slice(None))]  # views, not copies
-    else:
-        ids = frame[series_id]
-        if ids.isna().any():
-            row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-            raise DataError(f"{path}: line {lines[row]}: empty {series_id!r} — every row needs a series id")
-        codes, names = pd.factorize(ids, sort=True)
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        groups = [(str(n), order[bounds[i] : bounds[i + 1]]) for i, n in enumerate(names)]
+    groups = _groups(frame, series_id, lines, path)
     # Parsed once for the whole file: per series, format inference would cost more than the parsing.
     stamps = None
     if timestamp is not None:
         column = frame[timestamp]
         already = column.dtype.kind == "M"  # the fast path parsed them chunk by chunk
         stamps = pd.DatetimeIndex(column) if already else parse_times(column, lines, path, timestamp)
+    rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed)
     if stamps is not None and freq == "auto" and len(groups) > 1:
         # One grid for all: inferred from the longest series, then checked on every series.
         longest = max(groups, key=lambda g: len(g[1]))
-        where = f"{path}: series {longest[0]!r}"
-        freq = _resolve_freq(stamps[longest[1]].sort_values(), "auto", where, timestamp)
+        where = f"{path}: series {shown(longest[0])}"
+        found = _resolve_freq(stamps[longest[1]].sort_values(), "auto", where, timestamp)
+        rules = replace(rules, freq=found, freq_from=f"the frequency of the longest series, {shown(longest[0])},")
     panel: Panel = []
     for sid, rows in groups:
-        where = str(path) if sid is None else f"{path}: series {sid!r}"
+        where = str(path) if sid is None else f"{path}: series {shown(sid)}"
         times = (stamps if sid is None else stamps[rows]) if stamps is not None else None
         spec = (value_cols, len(target), len(future_features), future_rows)
-        panel.append((sid, _series(where, times, values[rows], lines[rows], spec, freq, missing, start, end)))
+        panel.append((sid, _series(where, times, values[rows], lines[rows], spec, rules)))
     if len(values) >= 1_000_000:
         frame = stamps = times = column = None  # the parse's own arrays go first
         return_freed_memory()
     return panel
+
+
+def _groups(frame: pd.DataFrame, series_id: str | None, lines: Lines, path: Path) -> list[tuple[str | None, Any]]:
+    """(series id, its rows) for each series, sorted by id; one group of every row without `series_id`."""
+    if series_id is None:
+        return [(None, slice(None))]  # views, not copies
+    ids = frame[series_id]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise DataError(f"{path}: line {lines[row]}: empty {shown(series_id)} — every row needs a series id")
+    codes, names = pd.factorize(ids, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    return [(str(n), order[bounds[i] : bounds[i + 1]]) for i, n in enumerate(names)]
 
 
 def _series(
@@ -174,56 +205,15 @@ def _series(
     values: np.ndarray,
     lines: Lines,
     spec: tuple[list[str], int, int, int],
-    freq: str,
-    missing: str,
-    start: str | None,
-    end: str | None,
+    rules: Rules,
 ) -> Series:
     value_cols, n_targets, n_future, future_rows = spec
-    regular = False
-    if times is None:
-        index, step_freq = None, None
-    else:
-        col, index = str(times.name), times
-        step = _fixed_step(index.asi8)
-        if step is None or step <= 0:  # unsorted, duplicated or irregular: the full check, 8 bytes a row
-            steps = np.diff(index.asi8)  # in numpy: pandas' index engine would cost another copy of the times
-            if (steps < 0).any():  # sorting only when needed: argsort costs 8 bytes a row
-                order = np.argsort(index.asi8, kind="stable")
-                index, values, lines = index[order], values[order], np.asarray(lines)[order]
-                steps = np.diff(index.asi8)
-            _check_duplicates(index, steps, lines, where, col)
-            del steps
-        step_freq = _regular_freq(index, step, freq)
-        regular = step_freq is not None
-        step_freq = step_freq or _resolve_freq(index, freq, where, col)
-        keep = _in_range(index, start, end, where)
-        if keep is not None:
-            index, values, lines = index[keep], values[keep], np.asarray(lines)[keep]
-        if len(index) == 0:
-            raise DataError(f"{where}: no rows between data.start and data.end — widen the range")
-
-    filled_rows = 0
-    if index is not None and len(index) > 1 and not regular:
-        full = pd.date_range(index[0], index[-1], freq=step_freq)
-        if len(full) != len(index):
-            positions = full.get_indexer(index)
-            if (positions < 0).any():
-                bad = int(np.flatnonzero(positions < 0)[0])
-                raise DataError(
-                    f"{where}: line {lines[bad]}: timestamp {index[bad]} is off the {step_freq} grid — "
-                    "fix the time or set data.freq to the data's true frequency"
-                )
-            if missing == "error":
-                gap = full[np.setdiff1d(np.arange(len(full)), positions)[0]]
-                raise DataError(
-                    f"{where}: no row for {gap} (a gap in the {step_freq} series) — add it, "
-                    "or set data.missing to interpolate or ffill"
-                )
-            grown = np.full((len(full), values.shape[1]), np.nan)
-            grown[positions] = values
-            filled_rows = len(full) - len(index)
-            values, index = grown, full
+    index, step_freq, positions, filled_rows = None, None, None, 0
+    if times is not None:
+        index, values, lines, step_freq, regular = _timed(where, times, values, lines, rules)
+        if len(index) > 1 and not regular:
+            values, index, positions = _onto_grid(where, index, values, lines, step_freq, rules)
+            filled_rows = len(values) - len(lines)
 
     future = None
     if future_rows:
@@ -233,8 +223,10 @@ def _series(
         index = Grid(index[0], pd.Timedelta(to_offset(step_freq)), len(index), index.name)
     for j, col in enumerate(value_cols):
         if np.isnan(values[:, j]).all():
-            raise DataError(f"{where}: column {col!r} has no numeric values — check the column or the file")
-    values, filled_cells = _fill(values, value_cols, missing, where, lines)
+            raise DataError(f"{where}: column {shown(col)} has no numeric values — check the column or the file")
+    if rules.missing != "error":  # (with error, _fill refuses the first empty cell)
+        _check_invented(where, values[:, :n_targets], index, lines, positions, rules)
+    values, filled_cells = _fill(values, value_cols, rules.missing, where, lines)
     return Series(
         values=values,
         columns=value_cols,
@@ -244,6 +236,221 @@ def _series(
         filled_rows=filled_rows,
         filled_cells=filled_cells - filled_rows * len(value_cols),
         future=future,
+    )
+
+
+def _timed(
+    where: str, times: pd.DatetimeIndex, values: np.ndarray, lines: Lines, rules: Rules
+) -> tuple[pd.DatetimeIndex, np.ndarray, Lines, str, bool]:
+    """Rows sorted by time, without duplicates, in data.start … data.end; their frequency; whether regular."""
+    col, index = str(times.name), times
+    step = _fixed_step(index.asi8)
+    if step is None or step <= 0:  # unsorted, duplicated or irregular: the full check, 8 bytes a row
+        steps = np.diff(index.asi8)  # in numpy: pandas' index engine would cost another copy of the times
+        if (steps < 0).any():  # sorting only when needed: argsort costs 8 bytes a row
+            order = np.argsort(index.asi8, kind="stable")
+            index, values, lines = index[order], values[order], np.asarray(lines)[order]
+            steps = np.diff(index.asi8)
+        _check_duplicates(index, steps, lines, where, col)
+        del steps
+    step_freq = _regular_freq(index, step, rules.freq)
+    regular = step_freq is not None
+    if not regular and rules.freq != "auto":
+        step_freq = _resolve_freq(index, rules.freq, where, col)
+        _check_spacing(index, step, step_freq, rules, where)
+    step_freq = step_freq or _resolve_freq(index, rules.freq, where, col)
+    keep = _in_range(index, rules.start, rules.end, where)
+    if keep is not None:
+        index, values, lines = index[keep], values[keep], np.asarray(lines)[keep]
+    if len(index) == 0:
+        raise DataError(f"{where}: no rows between data.start and data.end — widen the range")
+    return index, values, lines, step_freq, regular
+
+
+def _check_spacing(index: pd.DatetimeIndex, step: int | None, freq: str, rules: Rules, where: str) -> None:
+    """With a frequency set (data.freq, the model's), the rows' own commonest spacing must be that frequency.
+
+    Otherwise daily rows given to an hourly model would be filled to hourly (23 invented rows a day).
+    """
+    if len(index) < 2:
+        return
+    if step is None or step <= 0:
+        spacings, counts = np.unique(np.diff(index.asi8), return_counts=True)
+        step = int(spacings[np.argmax(counts)])
+    lengths = _step_lengths(index[0], freq, index.unit, 25)  # a month is 28 to 31 days long: any of them fits
+    if lengths.min() <= step <= lengths.max():
+        return
+    spacing = pd.Timedelta(step, unit=index.unit)
+    days = spacing / pd.Timedelta(days=1)
+    own = (f"{int(days)}D" if days != 1 else "D") if days == int(days) else to_offset(spacing).freqstr
+    remedy = _FREQ_REMEDY.get(rules.freq_from, "give every series the same frequency").format(own=own)
+    raise DataError(
+        f"{where}: the rows are {_duration(spacing)} apart ({own}), but {rules.freq_from} is {freq} — {remedy}"
+    )
+
+
+_FREQ_REMEDY = {
+    "data.freq": "set data.freq to {own} or auto",
+    "the model's frequency": "give the model rows at its frequency, or retrain it on this data",
+}
+
+
+def _duration(span: pd.Timedelta) -> str:
+    """A time step in words: '1 day', '15 minutes', '1 day 6 hours'."""
+    units = ("day", "hour", "minute", "second", "millisecond", "microsecond", "nanosecond")
+    parts = zip(span.components, units, strict=True)
+    words = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in parts if n]
+    return " ".join(words) or "0 seconds"
+
+
+def _onto_grid(
+    where: str, index: pd.DatetimeIndex, values: np.ndarray, lines: Lines, freq: str, rules: Rules
+) -> tuple[np.ndarray, pd.DatetimeIndex, np.ndarray]:
+    """Rows on the full grid first … last at `freq`, missing ones NaN; the grid row of each row.
+
+    The grid's size is known before it is built (arithmetic for fixed steps), so a mistyped year
+    (9999 for 2024 in hourly data: 70 million rows) is refused, not materialised: no gap may be
+    longer than `max_gap` rows and no more than `max_filled` of the rows may be missing.
+    """
+    positions, full = _grid_positions(where, index, lines, freq, rules)
+    rows = int(positions[-1]) + 1
+    if rows == len(index):
+        return values, index, None
+    offset = to_offset(freq)
+    if rules.missing == "error":
+        gap = int(np.argmax(positions != np.arange(len(positions))))  # the first grid row without a row
+        when = full[gap] if full is not None else index[0] + gap * pd.Timedelta(offset)
+        raise DataError(
+            f"{where}: no row for {when} (a gap in the {freq} series) — add it, "
+            "or set data.missing to interpolate or ffill"
+        )
+    sizes = np.diff(positions) - 1
+    worst = int(np.argmax(sizes))
+    if sizes[worst] > rules.max_gap:
+        first, last = index[worst] + offset, index[worst + 1] - offset
+        raise _gap_error(where, int(sizes[worst]), first, last, lines[worst + 1], rules)
+    if rows - len(index) > rules.max_filled * rows:
+        raise _share_error(where, rows - len(index), rows, rules)
+    full = pd.date_range(index[0], periods=rows, freq=freq) if full is None else full
+    grown = np.full((rows, values.shape[1]), np.nan)
+    grown[positions] = values
+    return grown, full, positions
+
+
+def _grid_positions(
+    where: str, index: pd.DatetimeIndex, lines: Lines, freq: str, rules: Rules
+) -> tuple[np.ndarray, pd.DatetimeIndex | None]:
+    """The grid row of each row, and the grid when it had to be built to know them (calendar frequencies).
+
+    Fixed steps (h, 15min) need no grid: a row's position is its distance from the first row. For
+    calendar frequencies (D, W, MS, B) the grid's size is estimated from the mean step first, and a
+    grid far beyond what max_gap and max_filled allow is refused before it is built.
+    """
+    offset, asi8 = to_offset(freq), index.asi8
+    if isinstance(offset, offsets.Tick):
+        step = max(offset.nanos // _NS_PER[index.unit], 1)
+        delta = asi8 - asi8[0]
+        off = np.flatnonzero(delta % step)
+        if off.size:
+            raise _off_grid(where, lines[off[0]], index[off[0]], freq)
+        return delta // step, None
+    mean = float(np.mean(_step_lengths(index[0], freq, index.unit, 400)))
+    n = len(index)
+    bound = 1.5 * min(n / max(1 - rules.max_filled, 1e-3), n + (n - 1) * rules.max_gap) + 100
+    if (asi8[-1] - asi8[0]) / mean + 1 > bound:  # refused without building a grid that may be huge
+        sizes = np.round(np.diff(asi8) / mean) - 1
+        worst = int(np.argmax(sizes))
+        if sizes[worst] > rules.max_gap:
+            first, last = index[worst] + offset, index[worst + 1] - offset
+            raise _gap_error(where, int(sizes[worst]), first, last, lines[worst + 1], rules, "about ")
+        total = int((asi8[-1] - asi8[0]) / mean) + 1
+        raise _share_error(where, total - n, total, rules, "about ")
+    full = pd.date_range(index[0], index[-1], freq=freq)
+    positions = full.get_indexer(index)
+    off = np.flatnonzero(positions < 0)
+    if off.size:
+        raise _off_grid(where, lines[off[0]], index[off[0]], freq)
+    return positions, full
+
+
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _step_lengths(start: pd.Timestamp, freq: str, unit: str, periods: int) -> np.ndarray:
+    """The lengths of the `freq` steps after `start` (a month's vary), fewer near the end of the calendar."""
+    for count in (periods, 25, 2):
+        try:
+            return np.diff(pd.date_range(start, periods=count, freq=freq).as_unit(unit).asi8)
+        except (OverflowError, ValueError):  # OutOfBoundsDatetime is a ValueError
+            continue
+    return np.diff(pd.date_range(end=start, periods=2, freq=freq).as_unit(unit).asi8)
+
+
+def _off_grid(where: str, line: int, when: pd.Timestamp, freq: str) -> DataError:
+    return DataError(
+        f"{where}: line {line}: timestamp {when} is off the {freq} grid — "
+        "fix the time or set data.freq to the data's true frequency"
+    )
+
+
+def _check_invented(
+    where: str, targets: np.ndarray, index: Any, lines: Lines, positions: np.ndarray | None, rules: Rules
+) -> None:
+    """Gap filling may invent at most `max_gap` rows in a row and a `max_filled` share of the rows.
+
+    A row counts as invented when it was missing or any of its targets is empty: both are filled
+    the same way. A long run of them is a mistyped time or a dead sensor, not something to
+    interpolate a forecast from; with `last_observed` (predict), the last row must be observed.
+    """
+    empty = np.isnan(targets).any(axis=1)
+    count = int(np.count_nonzero(empty))
+    if not count:
+        return
+    edges = np.diff(empty.astype(np.int8), prepend=0, append=0)
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(stops - starts))
+    if rules.last_observed and stops[-1] == len(empty):
+        k = len(stops) - 1
+    size, rows = int(stops[k] - starts[k]), len(empty)
+    if size > rules.max_gap or (rules.last_observed and stops[k] == rows):
+        first, last = _label(index, int(starts[k])), _label(index, int(stops[k]) - 1)
+        if stops[k] == rows:
+            raise DataError(
+                f"{where}: the last {size:,} rows ({first} to {last}) have an empty target, and forecasts start "
+                f"after the last row — give their values, or drop those rows"
+                if rules.last_observed
+                else f"{where}: the last {size:,} rows ({first} to {last}) have an empty target — more than "
+                f"data.max_gap ({rules.max_gap}) to fill; give their values, drop them, or raise data.max_gap"
+            )
+        after = int(stops[k]) if positions is None else int(np.searchsorted(positions, stops[k]))
+        raise _gap_error(where, size, first, last, lines[after], rules, missing=False)
+    if count > rules.max_filled * rows:
+        raise _share_error(where, count, rows, rules, missing=False)
+
+
+def _label(index: Any, row: int) -> str:
+    return f"step {row}" if index is None else str(index[row])
+
+
+def _gap_error(
+    where: str, size: int, first: Any, last: Any, line: int, rules: Rules, about: str = "", missing: bool = True
+) -> DataError:
+    what, fix = (
+        ("missing rows", f"fix the time on line {line} if it is mistyped")
+        if missing
+        else ("rows to fill (missing, or with an empty target)", "fill in the values")
+    )
+    return DataError(
+        f"{where}: a gap of {about}{size:,} {what} from {first} to {last}, before line {line} — longer than "
+        f"data.max_gap ({rules.max_gap:,}); {fix}, or raise data.max_gap"
+    )
+
+
+def _share_error(where: str, count: int, rows: int, rules: Rules, about: str = "", missing: bool = True) -> DataError:
+    what = "are missing" if missing else "are missing or have an empty target"
+    return DataError(
+        f"{where}: {about}{count:,} of {rows:,} rows ({count / rows:.1%}) {what} and would be made up by filling — "
+        f"more than data.max_filled ({rules.max_filled:g}); check the times and empty cells, or raise data.max_filled"
     )
 
 
@@ -264,12 +471,14 @@ def _split_future(
     if len(future) < horizon:
         raise DataError(
             f"{where}: data.future_features ({names}) must be given for the {horizon} rows after the last "
-            f"{value_cols[0]!r} value; found {len(future)} — append the future rows with the target left empty"
+            f"{shown(value_cols[0])} value; found {len(future)} — append the future rows with the target left empty"
         )
     if np.isnan(future).any():
         row, col = map(int, np.argwhere(np.isnan(future))[0])
         when = index[end + row] if index is not None else end + row
-        raise DataError(f"{where}: future row {when} lacks {value_cols[len(value_cols) - n_future + col]!r} — fill it")
+        raise DataError(
+            f"{where}: future row {when} lacks {shown(value_cols[len(value_cols) - n_future + col])} — fill it"
+        )
     return values[:end], (index[:end] if index is not None else None), future
 
 
@@ -279,7 +488,7 @@ def _check_duplicates(index: pd.DatetimeIndex, steps: np.ndarray, lines: Lines, 
         row = int(np.flatnonzero(dup)[0]) + 1
         first = int(np.flatnonzero(index == index[row])[0])
         raise DataError(
-            f"{path}: duplicate timestamp {index[row]} in column {col!r} (lines {lines[first]} and {lines[row]}) — "
+            f"{path}: duplicate timestamp {index[row]} in column {shown(col)} (lines {lines[first]} and {lines[row]}) — "
             "keep one row per time"
         )
 
@@ -294,12 +503,12 @@ def _in_range(index: pd.DatetimeIndex, start: str | None, end: str | None, path:
         try:
             stamp = pd.Timestamp(bound)
         except ValueError:
-            raise DataError(f"data.{name} = {bound!r} is not a time — write e.g. 2024-01-31 13:00") from None
+            raise DataError(f"data.{name} = {shown(bound)} is not a time — write e.g. 2024-01-31 13:00") from None
         if index.tz is not None and stamp.tz is None:
             stamp = stamp.tz_localize(index.tz)
         elif index.tz is None and stamp.tz is not None:
             raise DataError(
-                f"data.{name} = {bound!r} has a time zone but the times in {path} have none — drop the offset"
+                f"data.{name} = {shown(bound)} has a time zone but the times in {path} have none — drop the offset"
             )
         keep &= cmp(index, stamp)
     return keep
@@ -344,7 +553,9 @@ def _resolve_freq(index: pd.DatetimeIndex, freq: str, path: Path, col: str) -> s
         try:
             return to_offset(freq).freqstr
         except ValueError:
-            raise DataError(f"data.freq = {freq!r} is not a pandas frequency — use e.g. h, 15min, D, W, MS") from None
+            raise DataError(
+                f"data.freq = {shown(freq)} is not a pandas frequency — use e.g. h, 15min, D, W, MS"
+            ) from None
     if len(index) < 3:
         raise DataError(f"{path}: {len(index)} rows are too few to infer the frequency — set data.freq")
     with warnings.catch_warnings():
@@ -360,7 +571,7 @@ def _resolve_freq(index: pd.DatetimeIndex, freq: str, path: Path, col: str) -> s
     if (diffs % int(values[np.argmax(counts)]) == 0).all():
         return candidate.freqstr
     raise DataError(
-        f"{path}: the times in column {col!r} are irregular (most are {step} apart, but not all are multiples of it) — "
+        f"{path}: the times in column {shown(col)} are irregular (most are {step} apart, but not all are multiples of it) — "
         "set data.freq (e.g. h, D, MS) and fix the off-grid rows"
     )
 
@@ -374,7 +585,7 @@ def _fill(values: np.ndarray, columns: list[str], missing: str, path: Path, line
         row, col = map(int, np.argwhere(holes)[0])
         where = f"line {lines[row]}" if row < len(lines) and len(lines) == len(values) else f"row {row + 1}"
         raise DataError(
-            f"{path}: {where}, column {columns[col]!r} is empty — fill it or set data.missing to interpolate or ffill"
+            f"{path}: {where}, column {shown(columns[col])} is empty — fill it or set data.missing to interpolate or ffill"
         )
     frame = pd.DataFrame(values)
     if missing == "interpolate":

@@ -18,7 +18,7 @@ from lstmcast import calendar, checkpoint, evaluate, frame, metrics, scaling, si
 from lstmcast.atomic import check_targets, render_path, write_text
 from lstmcast.checkpoint import Checkpoint
 from lstmcast.dataset import Dataset, assemble
-from lstmcast.errors import DataError
+from lstmcast.errors import DataError, shown
 from lstmcast.model import Ensemble, Forecaster, StackedLSTM, parameter_count
 from lstmcast.pipeline import report_filled, use_threads
 from lstmcast.report import Reporter
@@ -86,14 +86,17 @@ def _load_for(
         missing=d.missing,
         start=start,
         end=end,
+        max_gap=d.max_gap,  # checkpoints store the whole config; older ones read back with the defaults
+        max_filled=d.max_filled,
+        freq_from="the model's frequency",
+        last_observed=future_rows > 0,  # predict: forecasts start after each series' last row
     )
     if only:
         known = {sid for sid, _ in panel}
         absent = [sid for sid in only if sid not in known]
         if absent:
-            raise DataError(
-                f"{data_path}: no series {absent[0]!r} — it has {len(known)} series, e.g. {sorted(known)[:3]}"
-            )
+            examples = ", ".join(shown(sid, 40) for sid in sorted(known)[:3])
+            raise DataError(f"{data_path}: no series {shown(absent[0])} — it has {len(known)} series, e.g. {examples}")
         wanted = set(only)
         panel = [(sid, series) for sid, series in panel if sid in wanted]
     report_filled(panel, reporter, d.missing)
@@ -108,7 +111,7 @@ def _dataset_for(ckpt: Checkpoint, model: Forecaster, panel: frame.Panel, report
         unknown = [sid for sid, _ in panel if sid not in position]
         if unknown:
             raise DataError(
-                f"series {unknown[0]!r} was not in the training data and the model learned one vector per series "
+                f"series {shown(unknown[0])} was not in the training data and the model learned one vector per series "
                 "(model.series_embedding) — retrain including it"
             )
         codes = [position[sid] for sid, _ in panel]
@@ -123,7 +126,7 @@ def _dataset_for(ckpt: Checkpoint, model: Forecaster, panel: frame.Panel, report
     )
     if ds.unseen:
         reporter.warning(
-            f"{len(ds.unseen)} series not seen in training (e.g. {ds.unseen[0]!r}) are scaled by their own history"
+            f"{len(ds.unseen)} series not seen in training (e.g. {shown(ds.unseen[0])}) are scaled by their own history"
         )
     return ds
 
@@ -172,7 +175,7 @@ def _check_history(panel: frame.Panel, lookback: int, data_path: Path) -> None:
     short = [(sid, s.rows) for sid, s in panel if s.rows < lookback]
     if short:
         sid, rows = short[0]
-        which = f"series {sid!r} in " if sid is not None else ""
+        which = f"series {shown(sid)} in " if sid is not None else ""
         more = f" ({len(short)} series are too short)" if len(short) > 1 else ""
         raise DataError(
             f"{which}{data_path} has {rows} rows but the model reads the last {lookback} (window.lookback){more} — "
@@ -336,7 +339,7 @@ def _origins(
     chosen = []
     for i, (sid, series) in enumerate(panel):
         if use_test_part:  # each series' own test part, split as in training
-            where = f"{data_path}" + (f": series {sid!r}" if sid is not None else "")
+            where = f"{data_path}" + (f": series {shown(sid)}" if sid is not None else "")
             parts = check_length(series.rows, spec.lookback, spec.horizon, split.val, split.test, where)
             local = origins(parts, spec.lookback, spec.horizon)["test"].array()
         else:
@@ -360,7 +363,7 @@ def _row_at(series: frame.Series, when: str | int | None, flag: str) -> int:
         try:
             return int(str(when))
         except ValueError:
-            raise DataError(f"{flag} {when!r}: this data has no timestamps, give a row number") from None
+            raise DataError(f"{flag} {shown(when)}: this data has no timestamps, give a row number") from None
     return calendar.row_at(series, str(when), flag)
 
 

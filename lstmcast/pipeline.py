@@ -32,7 +32,7 @@ from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.checkpoint import Checkpoint, RunState
 from lstmcast.config import Config, TrainConfig, quantile_levels, to_yaml
 from lstmcast.dataset import Dataset, assemble, fit_scaler
-from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError
+from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError, shown
 from lstmcast.model import Dims, Ensemble, Forecaster, StackedLSTM, build, expected_shapes, parameter_count, spec_for
 from lstmcast.report import Reporter
 from lstmcast.scaling import Scaler
@@ -101,6 +101,8 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
         missing=d.missing,
         start=d.start,
         end=d.end,
+        max_gap=d.max_gap,
+        max_filled=d.max_filled,
     )
     report_filled(panel, reporter, d.missing)
     kept, splits, skipped = [], [], []
@@ -119,7 +121,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
     if skipped:
         reporter.info(
             f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split "
-            f"(e.g. {', '.join(map(repr, skipped[:3]))}; all are listed in metrics.json)"
+            f"(e.g. {', '.join(shown(s, 40) for s in skipped[:3])}; all are listed in metrics.json)"
         )
     names = calendar.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
     return Prepared(kept, splits, data_path, names, skipped)

@@ -40,7 +40,7 @@ def test_gaps_are_filled_by_interpolation_and_counted(tmp_path):
         tmp_path,
         "t,y\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 04:00,5\n2024-01-01 05:00,\n2024-01-01 06:00,7\n",
     )
-    series = load(path)
+    series = load(path, max_filled=0.5)  # 3 of these 7 rows are filled; the default bound is a fifth
     assert series.freq == "h"
     assert series.values[:, 0].tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert (series.filled_rows, series.filled_cells) == (2, 1)
@@ -105,7 +105,7 @@ def test_irregular_times_without_freq_are_refused(tmp_path):
 
 
 def test_no_timestamp_column_numbers_the_rows(tmp_path):
-    series = load(csv(tmp_path, "x,y\n0,1\n0,2\n0,\n0,4\n"), timestamp=None)
+    series = load(csv(tmp_path, "x,y\n0,1\n0,2\n0,\n0,4\n"), timestamp=None, max_filled=0.5)  # 1 of 4 filled
     assert series.index is None and series.freq is None
     assert series.values[:, 0].tolist() == [1, 2, 3, 4]
     assert list(future_labels(series, 2)) == [series.rows, series.rows + 1]
