@@ -6,7 +6,9 @@
 Each job is `lstmcast train configs/demo.yaml --set train.epochs=E` in its own output folder, started
 together through the real CLI without a terminal. Settings compared side by side in one run:
 - `default`: lstmcast as installed (its own thread and OpenMP defaults);
-- `spinning`: OMP_WAIT_POLICY=ACTIVE, the OpenMP behaviour lstmcast used to inherit (idle threads spin);
+- `passive`: OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep at once);
+- `spinning`: OMP_WAIT_POLICY=ACTIVE (idle OpenMP threads spin);
+- `short spin`: GOMP_SPINCOUNT=20000 (idle threads spin briefly, then sleep);
 - `one thread`: train.threads=1 and OMP_NUM_THREADS=1, the manual workaround.
 """
 
@@ -25,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "default": ({}, []),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, []),
     "spinning": ({"OMP_WAIT_POLICY": "ACTIVE"}, []),
+    "short spin": ({"GOMP_SPINCOUNT": "20000"}, []),
     "one thread": ({"OMP_NUM_THREADS": "1"}, ["--set", "train.threads=1"]),
 }
 

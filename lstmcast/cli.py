@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from lstmcast import __version__, distributed
+from lstmcast import __version__, cores, distributed
 from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, LstmcastError
 
 # click's exception classes, from the one name typer exports in every version (click may be vendored).
@@ -208,7 +208,7 @@ def handle_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with _routed_warnings():
+            with _routed_warnings(), cores.presence():  # counted among the jobs sharing this machine's cores
                 return command(*args, **kwargs)
         except typer.Exit:
             raise

@@ -175,7 +175,13 @@ class TrainConfig:
         "bf16 runs the forward passes of training under bfloat16 autocast (for GPUs; weights stay fp32)",
         choices=("fp32", "bf16"),
     )
-    threads: int = knob(0, "CPU threads for torch per process; 0 shares every core among the processes", lo=0, hi=1024)
+    threads: int = knob(
+        0,
+        "CPU threads for torch per process; 0 = a fair share of the cores among the lstmcast processes running "
+        "on the machine (DDP ranks and other jobs), recounted every few seconds",
+        lo=0,
+        hi=1024,
+    )
     batch_size_per_rank: bool = knob(
         True, "under torchrun, batch_size is per process (effective batch × processes); false splits it among them"
     )
@@ -449,9 +455,7 @@ def _check_cross_field(cfg: Config, source: str) -> None:
         )
     step = re.fullmatch(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*[A-Za-z]+\s*", cfg.data.freq)
     if (step and not float(step.group(1)) > 0) or cfg.data.freq.strip().startswith("-"):
-        raise ConfigError(
-            f"data.freq = {shown(cfg.data.freq)} is not a positive step — use e.g. h, 15min, D, W, MS"
-        )
+        raise ConfigError(f"data.freq = {shown(cfg.data.freq)} is not a positive step — use e.g. h, 15min, D, W, MS")
     if w.norm == "scale" and cfg.data.scaling != "none":
         raise ConfigError("window.norm: scale divides by the window's mean |value| — it needs data.scaling: none")
     calendar = cfg.data.calendar.strip()

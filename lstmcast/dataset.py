@@ -14,7 +14,7 @@ import torch
 
 from lstmcast import frame, scaling
 from lstmcast.calendar import calendar_features
-from lstmcast.errors import DataError
+from lstmcast.errors import DataError, shown
 from lstmcast.split import Runs, Split, origins
 from lstmcast.windows import WindowSet
 
@@ -37,7 +37,16 @@ class Dataset:
 
 def fit_scaler(panel: frame.Panel, splits: list[Split], kind: str) -> scaling.Scaler:
     """Per-series statistics of each series' training rows only."""
-    stats = [scaling.fit(series.values[: split.train], kind) for (_, series), split in zip(panel, splits, strict=True)]
+    stats = []
+    for (sid, series), split in zip(panel, splits, strict=True):
+        try:
+            stats.append(scaling.fit(series.values[: split.train], kind))
+        except FloatingPointError:
+            which = "" if sid is None else f"series {shown(sid)}: "
+            raise DataError(
+                f"{which}values too large to scale (their spread overflows 64-bit floats) — "
+                "check the data for extreme values"
+            ) from None
     return scaling.combine(kind, [sid for sid, _ in panel], stats)
 
 
@@ -60,20 +69,20 @@ def assemble(
     """
     blocks, lengths, states, unseen = [], [], [], []
     for sid, series in panel:
-        stats = scaler.stats(sid)
-        if stats is None:  # unseen in training: scaled by its own history
-            stats = scaling.fit(series.values, scaler.kind)
-            unseen.append(str(sid))
-        states.append(stats)
         try:
+            stats = scaler.stats(sid)
+            if stats is None:  # unseen in training: scaled by its own history
+                stats = scaling.fit(series.values, scaler.kind)
+                unseen.append(str(sid))
             with np.errstate(over="raise", invalid="raise"):
                 block = scaling.transform(series.values, stats)
         except FloatingPointError:
-            which = "" if sid is None else f"series {sid!r}: "
+            which = "" if sid is None else f"series {shown(sid)}: "
             raise DataError(
                 f"{which}values too large for 32-bit floats after scaling (beyond ±3.4e38) — "
                 "check the data for extreme values"
             ) from None
+        states.append(stats)
         if calendar:
             block = np.concatenate([block, calendar_features(series.times(), calendar)], axis=1)
         blocks.append(block)

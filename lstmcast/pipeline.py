@@ -31,6 +31,7 @@ from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, r
 from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.checkpoint import Checkpoint, RunState
 from lstmcast.config import Config, TrainConfig, quantile_levels, to_yaml
+from lstmcast.cores import FairShare
 from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError, shown
 from lstmcast.model import Dims, Ensemble, Forecaster, StackedLSTM, build, expected_shapes, parameter_count, spec_for
@@ -134,9 +135,11 @@ def report_filled(panel: frame.Panel, reporter: Reporter, missing: str) -> None:
         reporter.info(f"filled {rows} missing rows and {cells} empty cells ({missing})")
 
 
-def use_threads(train: TrainConfig, processes_here: int = 1) -> None:
-    """Every core by default, shared among the processes torchrun started on this machine."""
-    torch.set_num_threads(train.threads or max(1, (os.cpu_count() or 1) // processes_here))
+def use_threads(train: TrainConfig, processes_here: int = 1) -> FairShare:
+    """train.threads, or by default this process's fair share of the cores (`cores.py`); the share to recount."""
+    share = FairShare(train.threads, processes_here)
+    torch.set_num_threads(share.threads())
+    return share
 
 
 def _device(train: TrainConfig) -> torch.device:
@@ -193,6 +196,7 @@ class _Run:
     device: torch.device
     state: RunState | None = None  # what --resume continues, then what an interruption saves
     members: list[StackedLSTM] = field(default_factory=list)
+    share: FairShare | None = None  # this process's threads, recounted while training
     results: list[FitResult] = field(default_factory=list)
 
     @property
@@ -215,7 +219,7 @@ class _Run:
         scaler = self._scaler(prep, fingerprint, resumed, init)
         self.state = resumed or RunState(self.cfg.to_dict(), scaler, fingerprint)
         distributed.start(self.world, self.device)
-        use_threads(self.cfg.train, self.world.local_size)
+        self.share = use_threads(self.cfg.train, self.world.local_size)
         with self.reporter.timed("windows"):
             ds = _windows(self.cfg, prep, scaler, self.device)
         self._describe(prep, ds)
@@ -274,7 +278,14 @@ class _Run:
         starts = _starts(ds, self.cfg.window.lookback, self.device)
         with self.reporter.timed("setup"):
             trainer = Trainer(
-                member, ds.data, starts["train"], starts["val"], cfg=t, progress=self.reporter, world=self.world
+                member,
+                ds.data,
+                starts["train"],
+                starts["val"],
+                cfg=t,
+                progress=self.reporter,
+                world=self.world,
+                share=self.share,
             )
         if self.state.trainer is not None and k == len(self.state.members):
             trainer.load_state_dict(self.state.trainer)

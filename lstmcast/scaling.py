@@ -61,8 +61,9 @@ def fit(values: np.ndarray, kind: str = "standard") -> Stats:
     """Per-column statistics of one series' training rows (rows, columns)."""
     if kind == "none":
         return Stats(np.zeros(values.shape[1]), np.ones(values.shape[1]))
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
+    with np.errstate(over="raise", invalid="raise"):  # FloatingPointError: values beyond float64's reach
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
     return Stats(mean, np.where(std < _MIN_STD, 1.0, std))
 
 

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from lstmcast import distributed
 from lstmcast.config import TrainConfig, quantile_levels
+from lstmcast.cores import FairShare
 from lstmcast.distributed import World
 from lstmcast.errors import ConfigError, TrainingDiverged
 from lstmcast.optim import AdamW
@@ -172,8 +173,10 @@ class Trainer:
         cfg: TrainConfig,
         progress: Progress | None = None,
         world: World = SINGLE_PROCESS,
+        share: FairShare | None = None,
     ) -> None:
         self.model, self.data, self.cfg, self.progress, self.world = model, data, cfg, progress, world
+        self.share = share  # recounted every few seconds: other jobs starting or ending change the threads
         self.device = train_starts.device
         self.forward = distributed.wrap(model, world, self.device)
         self.train_starts, self.val_starts = train_starts, val_starts
@@ -236,6 +239,10 @@ class Trainer:
 
     def _train_batch(self) -> bool:
         """One optimiser step; True when a stop was requested (on any rank)."""
+        if self.share is not None and self.share.due():
+            threads = self.share.threads()
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
         bs, n = self.batch_size, len(self.train_starts)
         assert self.order is not None
         slots = distributed.shard(n, self.batch * bs, min((self.batch + 1) * bs, self.per_rank), self.world)
