@@ -260,8 +260,9 @@ def parse_yaml(text: str, source: str) -> Any:
 
     from lstmcast.yamlsafe import StrictLoader, YamlRefused
 
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # the reader refuses control characters here already
         return loader.get_single_data()
     except YamlRefused as exc:
         raise ConfigError(f"{source}{exc.where}: {exc} — fix the YAML there") from None
@@ -273,7 +274,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: e.g. an integer of 5,000 digits
         raise ConfigError(f"{source}: cannot read YAML ({shown(str(exc))}) — is this a config file?") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

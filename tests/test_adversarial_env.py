@@ -131,8 +131,29 @@ class Run:
 # ---------------------------------------------------------------------------- running and checking
 
 
+def needs_a_process(run: Run) -> bool:
+    """Broken or closed streams, and anything that could block (a FIFO, a socket, a device), need a real
+    process with a timeout; every other case runs the same CLI in-process, which is ten times faster."""
+    if run.stdout != "pipe" or run.stderr != "pipe":
+        return True
+    for arg in map(str, run.args):
+        if arg.startswith("/dev/") or arg.startswith("/proc/"):  # the test process's own streams differ
+            return True
+        with contextlib.suppress(OSError, ValueError):
+            if not stat.S_ISREG(os.stat(arg).st_mode) and not stat.S_ISDIR(os.stat(arg).st_mode):
+                return True
+    return False
+
+
 def run_cli(run: Run, cwd: Path, home: Path) -> Result:
-    """The CLI in a subprocess without a terminal, with cron's environment (PATH and HOME only)."""
+    """The CLI without a terminal: in-process, or in a subprocess with cron's environment (PATH and HOME only)."""
+    if not needs_a_process(run):
+        previous = os.getcwd()
+        os.chdir(run.cwd or cwd)
+        try:
+            return cli(*run.args)
+        finally:
+            os.chdir(previous)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     stdout: int = subprocess.PIPE
     if run.stdout == "broken":
