@@ -20,7 +20,7 @@ from lstmcast.checkpoint import Checkpoint
 from lstmcast.dataset import Dataset, assemble
 from lstmcast.errors import DataError, shown
 from lstmcast.model import Ensemble, Forecaster, StackedLSTM, parameter_count
-from lstmcast.pipeline import report_filled, use_threads
+from lstmcast.pipeline import read_data, report_filled, use_threads
 from lstmcast.report import Reporter
 from lstmcast.split import check_length, origins
 
@@ -74,20 +74,13 @@ def _load_for(
     `future_rows`: predict with known-future covariates, whose values for the forecast rows follow each series.
     """
     d = ckpt.config.data
-    panel = frame.load_panel(
+    panel = read_data(
+        d,
         data_path,
-        series_id=d.series_id,
-        timestamp=d.timestamp,
-        target=d.target,
-        features=d.features,
-        future_features=d.future_features,
         future_rows=future_rows if d.future_features else 0,
         freq=ckpt.freq or "auto",
-        missing=d.missing,
         start=start,
         end=end,
-        max_gap=d.max_gap,  # checkpoints store the whole config; older ones read back with the defaults
-        max_filled=d.max_filled,
         freq_from="the model's frequency",
         last_observed=future_rows > 0,  # predict: forecasts start after each series' last row
     )

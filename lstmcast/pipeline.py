@@ -30,7 +30,7 @@ import torch
 from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks
 from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.checkpoint import Checkpoint, RunState
-from lstmcast.config import Config, TrainConfig, quantile_levels, to_yaml
+from lstmcast.config import Config, DataConfig, TrainConfig, quantile_levels, to_yaml
 from lstmcast.cores import FairShare
 from lstmcast.dataset import Dataset, assemble, fit_scaler
 from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError, shown
@@ -91,20 +91,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
     if not d.target:
         raise ConfigError("data.target is not set — name the column (or list of columns) to forecast")
     data_path = Path(d.path)
-    panel = frame.load_panel(
-        data_path,
-        series_id=d.series_id,
-        timestamp=d.timestamp,
-        target=d.target,
-        features=d.features,
-        future_features=d.future_features,
-        freq=d.freq,
-        missing=d.missing,
-        start=d.start,
-        end=d.end,
-        max_gap=d.max_gap,
-        max_filled=d.max_filled,
-    )
+    panel = read_data(d, data_path, freq=d.freq, start=d.start, end=d.end)
     report_filled(panel, reporter, d.missing)
     kept, splits, skipped = [], [], []
     for sid, series in panel:
@@ -126,6 +113,23 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
         )
     names = calendar.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
     return Prepared(kept, splits, data_path, names, skipped)
+
+
+def read_data(d: DataConfig, path: Path, **rules: Any) -> frame.Panel:
+    """The series of `path` read with data config `d`'s columns and gap policy; `rules` add frame's options
+    that differ between training (freq, start, end) and inference (the model's frequency, future rows)."""
+    return frame.load_panel(
+        path,
+        series_id=d.series_id,
+        timestamp=d.timestamp,
+        target=d.target,
+        features=d.features,
+        future_features=d.future_features,
+        missing=d.missing,
+        max_gap=d.max_gap,  # checkpoints store the whole config; older ones read back with the defaults
+        max_filled=d.max_filled,
+        **rules,
+    )
 
 
 def report_filled(panel: frame.Panel, reporter: Reporter, missing: str) -> None:
