@@ -382,6 +382,8 @@ def train(
     if nproc > 1 and not distributed.from_env().distributed:
         from lstmcast.launch import run_processes
 
+        cores.leave()  # this process only waits; the workers count themselves
+
         raise typer.Exit(run_processes(nproc, _without_nproc(sys.argv[1:])))
     reporter = _reporter(quiet, log_file)
     try:

@@ -43,36 +43,45 @@ def _registry() -> Path | None:
     return None
 
 
+_mine: list[tuple[int, Path]] = []  # this process's announcement, while it lasts
+
+
 @contextlib.contextmanager
 def presence() -> Iterator[None]:
-    """Count this process among the running jobs until the block ends."""
+    """Count this process among the running jobs until the block ends (or `leave()`)."""
     folder = _registry()
-    fd, path = -1, None
     if folder is not None:
+        path = folder / f"{os.getpid()}-{time.monotonic_ns()}.job"
         with contextlib.suppress(OSError):
-            path = folder / f"{os.getpid()}-{time.monotonic_ns()}.job"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            _mine.append((fd, path))
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         yield
     finally:
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.unlink(path)  # type: ignore[arg-type]
-            os.close(fd)
+        leave()
+
+
+def leave() -> None:
+    """Stop counting this process (a launcher that only waits for its workers uses no core)."""
+    while _mine:
+        fd, path = _mine.pop()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 def running_jobs() -> int:
     """lstmcast processes alive on this machine now (this one included when it announced itself)."""
     folder = _registry()
     if folder is None:
-        return 1
+        return 0
     alive = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             if entry.name.endswith(".job") and _alive(Path(entry.path)):
                 alive += 1
-    return max(1, alive)
+    return alive
 
 
 def _alive(path: Path) -> bool:
@@ -104,7 +113,7 @@ class FairShare:
     def threads(self) -> int:
         if self.fixed:
             return self.fixed
-        jobs = max(running_jobs(), self.processes_here)
+        jobs = max(running_jobs(), self.processes_here, 1)
         return max(1, machine_cores() // jobs)
 
     def due(self) -> bool:
