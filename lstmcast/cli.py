@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from lstmcast import __version__, cores, distributed
+from lstmcast import __version__, distributed
 from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, LstmcastError
 
 # click's exception classes, from the one name typer exports in every version (click may be vendored).
@@ -167,15 +165,22 @@ def _show_warning(message: Any, category: type[Warning], filename: str, lineno: 
     _library_warning(f"{category.__name__} in {Path(filename).name}:{lineno}: {message}")
 
 
-class _LoggedWarnings(logging.Handler):
-    """Stands in for logging's last resort: a library's log record nobody handles becomes one warning line."""
+def _logged_warnings() -> Any:
+    """A stand-in for logging's last resort: a library's log record nobody handles becomes one warning line.
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+    Built on first use: importing logging would cost `--help` a quarter of its start-up.
+    """
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Exception):  # logging would print a traceback for an error raised here
-            _library_warning(f"{record.name}: {record.getMessage()}")
+    class LoggedWarnings(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+
+        def emit(self, record: logging.LogRecord) -> None:
+            with contextlib.suppress(Exception):  # logging would print a traceback for an error raised here
+                _library_warning(f"{record.name}: {record.getMessage()}")
+
+    return LoggedWarnings()
 
 
 def _library_warning(text: str) -> None:
@@ -192,8 +197,10 @@ def _library_warning(text: str) -> None:
 @contextlib.contextmanager
 def _routed_warnings() -> Iterator[None]:
     """During a command, Python warnings and unhandled log records become lstmcast's own warning lines."""
+    import logging
+
     last_resort = logging.lastResort
-    logging.lastResort = _LoggedWarnings()
+    logging.lastResort = _logged_warnings()
     try:
         with warnings.catch_warnings():  # restores the filters and showwarning afterwards
             warnings.showwarning = _show_warning
@@ -202,12 +209,20 @@ def _routed_warnings() -> Iterator[None]:
         logging.lastResort = last_resort
 
 
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def handle_errors(command: F) -> F:
     """User errors → one `error:` line and exit 2 (or their own code); bugs → exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            from lstmcast import cores
+
             with _routed_warnings(), cores.presence():  # counted among the jobs sharing this machine's cores
                 return command(*args, **kwargs)
         except typer.Exit:
@@ -217,7 +232,7 @@ def handle_errors(command: F) -> F:
             return None
         except LstmcastError as exc:
             if _state["debug"]:
-                traceback.print_exc()
+                _print_traceback()
             _json_error(command.__name__, kwargs, _one_line(str(exc)), exc.exit_code)
             raise _fail(f"error: {exc}", exc.exit_code, wait=not isinstance(exc, Interrupted)) from None
         except KeyboardInterrupt:
@@ -225,7 +240,7 @@ def handle_errors(command: F) -> F:
         except Exception as exc:  # a bug in lstmcast, not the user's fault
             _json_error(command.__name__, kwargs, f"internal error: {type(exc).__name__}: {exc}", EXIT_BUG)
             if _state["debug"]:
-                traceback.print_exc()
+                _print_traceback()
                 raise _fail(f"error: internal error: {type(exc).__name__}: {exc}", EXIT_BUG, every_rank=True) from None
             raise _fail(
                 f"error: internal error: {type(exc).__name__}: {exc} — rerun with --debug for the traceback and report it",
@@ -380,6 +395,7 @@ def train(
     started = time.perf_counter()
     cfg = _load(config, set_, data, out)
     if nproc > 1 and not distributed.from_env().distributed:
+        from lstmcast import cores
         from lstmcast.launch import run_processes
 
         cores.leave()  # this process only waits; the workers count themselves
