@@ -206,7 +206,9 @@ def _check_finite(forecasts: np.ndarray, ids: list[str | None], data_path: Path)
     finite = np.isfinite(forecasts.reshape(len(ids), -1)).all(axis=1)
     if not finite.all():
         bad = [ids[i] for i in np.flatnonzero(~finite)]
-        which = f"series {bad[0]!r}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "") if bad[0] else "the series"
+        which = "the series" if bad[0] is None else f"series {shown(bad[0])}"
+        if len(bad) > 1:
+            which += f" and {len(bad) - 1} more"
         raise DataError(
             f"the forecast for {which} of {data_path} is not finite (NaN or infinity) — check those rows for "
             "extreme values; nothing was written"

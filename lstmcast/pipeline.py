@@ -472,7 +472,7 @@ def _check_resumable(state: RunState, cfg: Config, fingerprint: str, path: Path)
     for key in sorted(set(saved) | set(now)):
         if key != "train.epochs" and saved.get(key) != now.get(key):
             raise ConfigError(
-                f"{path} was written with {key} = {saved.get(key)!r} but the config now says {now.get(key)!r} — "
+                f"{path} was written with {key} = {shown(saved.get(key))} but the config now says {shown(now.get(key))} — "
                 "resume with the same config, or train from scratch without --resume"
             )
     if state.fingerprint != fingerprint:
@@ -505,7 +505,7 @@ def _warm_start(model: StackedLSTM, init: Checkpoint, source: Path) -> None:
     for key, value in mine.items():
         if key not in ("dropout", "cell") and theirs[key] != value:
             raise ConfigError(
-                f"--init-from {source} has {key} = {theirs[key]!r} but this config gives {value!r} — "
+                f"--init-from {source} has {key} = {shown(theirs[key])} but this config gives {shown(value)} — "
                 "warm starts need the same architecture, window and columns"
             )
     model.load_state_dict(init.members[0])
