@@ -1,6 +1,6 @@
 """Writers: lstmcast's tables out of the process.
 
-Owns the forecast CSV ([series id,] time label, one column per target and quantile) and report
+Owns the forecast CSV ([series id,] time label, one column per target and quantile, forecaster) and report
 tables such as the training history, each written atomically (`lstmcast.atomic.atomic_write`:
 a temporary file in the same folder, then a rename), so a reader never sees half a file.
 """
@@ -24,17 +24,20 @@ def write_forecast(
     label_name: str,
     ids: list[str | None],
     series_col: str | None,
+    forecasters: list[str],
 ) -> None:
-    """Write a forecast CSV atomically: [series id,] time label, one column per target (and quantile).
+    """Write a forecast CSV atomically: [series id,] time label, one column per target (and quantile), forecaster.
 
-    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is set.
+    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is
+    set. The last column names what produced each row: model, seasonal_naive or naive.
     """
     parts = []
-    for sid, idx, block in zip(ids, labels, values, strict=True):
+    for sid, idx, block, name in zip(ids, labels, values, forecasters, strict=True):
         part = pd.DataFrame(block, columns=columns)
         part.insert(0, label_name, idx)
         if series_col is not None:
             part.insert(0, series_col, sid)
+        part["forecaster"] = name
         parts.append(part)
     write_frame(path, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
