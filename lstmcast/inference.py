@@ -471,6 +471,16 @@ def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Report
         "data period": " … ".join(map(str, ckpt.data_period or ["?"])),
         "series": 1 if ckpt.series is None else len(ckpt.series),
     }
+    if ckpt.selection is not None:
+        sel, mode = ckpt.selection, cfg.train.select
+        mix = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in sel.mix(mode).items())
+        mase = ", ".join(
+            f"{name.replace('_', ' ')} {baselines.mean(v) or float('nan'):.4g}" for name, v in sel.scores.items()
+        )
+        card["served by"] = f"{mix} series (train.select: {mode}; validation MASE {mase}); new series: " + sel.overall(
+            mode
+        ).replace("_", " ")
+    card["fallback"] = f"{cfg.predict.fallback} ({serve.fallback_for(ckpt, cfg.predict.fallback).replace('_', ' ')})"
     for key in ("mae", "rmse"):
         if m.get(f"test_{key}") is not None:
             naive = m.get("seasonal_naive", {}).get(f"test_{key}", float("nan"))

@@ -103,7 +103,9 @@ def describe(plan: Plan, panel: frame.Panel, most: int | None = 3) -> list[tuple
         ids = [panel[i][0] for i in where]
         names = sorted({plan.names[i] for i in where})
         who = "the series" if ids == [None] else f"{len(ids)} of {len(panel)} series ({_examples(ids, most)})"
-        lines.append((reason, f"{who} forecast by {' and '.join(n.replace('_', ' ') for n in names)}: {REASONS[reason]}"))
+        lines.append(
+            (reason, f"{who} forecast by {' and '.join(n.replace('_', ' ') for n in names)}: {REASONS[reason]}")
+        )
     return lines
 
 
