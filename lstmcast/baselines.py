@@ -5,6 +5,12 @@ Numpy only. `seasonal_naive` repeats the last season, `naive` the last value. Af
 for all three) and which forecaster serves it; predict falls back to a baseline for a series the
 model cannot serve. For quantile models, a baseline's quantiles come from its validation
 residuals per horizon step (`spread`), scaled to each series.
+
+A series switches from the model to a baseline only on evidence (`decide`): the baseline's
+validation loss must be lower by a one-sided t-test at 5% over the means of non-overlapping
+blocks of `horizon` origins (overlapping windows share errors, so each block counts once; a
+Diebold–Mariano-style comparison). One validation window is no evidence: measured on M4 Hourly,
+switching 112 of 414 series on a single window each raised the test OWA from 0.460 to 0.511.
 """
 
 from __future__ import annotations
@@ -46,6 +52,36 @@ def scale(history: np.ndarray, season: int) -> np.ndarray:
     return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
+# One-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal's 1.645).
+_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
+        12: 1.782, 15: 1.753, 20: 1.725, 30: 1.697, 60: 1.671, 120: 1.658}  # fmt: skip
+
+
+def t95(df: int) -> float:
+    """The one-sided 5% critical value of t with `df` degrees of freedom (the next smaller tabled df: conservative)."""
+    fitting = [d for d in _T95 if d <= df]
+    return _T95[max(fitting)] if df <= 120 else 1.645
+
+
+def decide(losses: dict[str, np.ndarray], blocks: np.ndarray) -> str:
+    """The forecaster one series is served by, from its per-origin validation losses.
+
+    The baseline with the lower mean loss replaces the model only when its advantage is
+    significant: a one-sided t-test on the per-block means of (model − baseline), at least two blocks.
+    """
+    base = min(BASELINES, key=lambda n: float(losses[n].mean()))
+    diff = losses["model"] - losses[base]
+    ids, which = np.unique(blocks, return_inverse=True)
+    if len(ids) < 2 or not diff.mean() > 0:
+        return "model"
+    means = np.bincount(which, weights=diff) / np.bincount(which)
+    spread = means.std(ddof=1)
+    if spread == 0:
+        return base if means.mean() > 0 else "model"
+    t = means.mean() / (spread / np.sqrt(len(means)))
+    return base if t > t95(len(means) - 1) else "model"
+
+
 def residual_spread(forecast: np.ndarray, actual: np.ndarray, scales: np.ndarray, levels: list[float]) -> list:
     """(horizon, targets, Q) quantiles of the scaled errors actual − forecast, centred so the median adds 0.
 
@@ -63,11 +99,13 @@ class Selection:
     """Validation errors of every forecaster on every training series, and which one serves each.
 
     `scores[name][k]` is forecaster `name`'s validation MASE on series `ids[k]` (None without
-    validation windows). `spread` maps a baseline to its scaled residual quantiles (quantile models).
+    validation windows); `chosen[k]` serves it under train.select: best (`decide`). `spread` maps a
+    baseline to its scaled residual quantiles (quantile models).
     """
 
     ids: list[str | None]
     scores: dict[str, list[float | None]]
+    chosen: list[str]
     windows: int  # validation windows compared, over all series
     spread: dict[str, list] = field(default_factory=dict)
     _row: dict[str | None, int] = field(init=False, repr=False, compare=False)
@@ -80,7 +118,7 @@ class Selection:
         k = self._row.get(sid)
         if k is None:
             return None
-        return "model" if mode == "model" else _best({n: s[k] for n, s in self.scores.items()})
+        return "model" if mode == "model" else self.chosen[k]
 
     def overall(self, mode: str = "best") -> str:
         """The forecaster with the lowest mean validation MASE over series: the choice for new series."""
@@ -95,14 +133,24 @@ class Selection:
         return {name: chosen.count(name) for name in FORECASTERS}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "scores": self.scores, "windows": self.windows, "spread": self.spread}
+        return {
+            "ids": list(self.ids),
+            "scores": self.scores,
+            "chosen": list(self.chosen),
+            "windows": self.windows,
+            "spread": self.spread,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Selection:
         scores = {str(n): [None if x is None else float(x) for x in v] for n, v in raw["scores"].items()}
-        if set(scores) != set(FORECASTERS) or any(len(v) != len(raw["ids"]) for v in scores.values()):
+        chosen = [str(c) for c in raw["chosen"]]
+        n = len(raw["ids"])
+        if set(scores) != set(FORECASTERS) or any(len(v) != n for v in scores.values()) or len(chosen) != n:
             raise ValueError("selection scores do not cover every forecaster and series")
-        return cls(list(raw["ids"]), scores, int(raw["windows"]), dict(raw.get("spread") or {}))
+        if not set(chosen) <= set(FORECASTERS):
+            raise ValueError(f"unknown forecaster in the selection: {sorted(set(chosen) - set(FORECASTERS))[0]}")
+        return cls(list(raw["ids"]), scores, chosen, int(raw["windows"]), dict(raw.get("spread") or {}))
 
 
 def _best(scores: dict[str, float | None], prefer: str = "model") -> str:

@@ -74,19 +74,23 @@ def select(model: Forecaster, ds: Dataset, season: int) -> Selection | None:
         **baselines.forecasts(ds.values[:, :nt], origins, bt.actual.shape[1], season, ds.offsets[bt.series]),
     }
     scores: dict[str, list[float | None]] = {name: [None] * len(ds.ids) for name in candidates}
+    chosen = ["model"] * len(ds.ids)
     scales = np.ones((len(origins), nt))
     for s in np.unique(bt.series):
         rows = bt.series == s
-        scale = baselines.scale(ds.values[ds.offsets[s] : bt.origins[rows][0], :nt], season)
+        first = bt.origins[rows][0]
+        scale = baselines.scale(ds.values[ds.offsets[s] : first, :nt], season)
         scales[rows] = scale
-        for name, f in candidates.items():
-            scores[name][s] = float((np.abs(f[rows] - bt.actual[rows]) / scale).mean())
+        losses = {name: (np.abs(f[rows] - bt.actual[rows]) / scale).mean(axis=(1, 2)) for name, f in candidates.items()}
+        for name, per_origin in losses.items():
+            scores[name][s] = float(per_origin.mean())
+        chosen[s] = baselines.decide(losses, (bt.origins[rows] - first) // bt.actual.shape[1])
     spread = {}
     if bt.quantiles is not None:
         spread = {
             n: baselines.residual_spread(candidates[n], bt.actual, scales, bt.levels) for n in baselines.BASELINES
         }
-    return Selection(list(ds.ids), scores, len(origins), spread)
+    return Selection(list(ds.ids), scores, chosen, len(origins), spread)
 
 
 def _pick(candidates: dict[str, np.ndarray], series: np.ndarray, choice: list[str]) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lstmcast import checkpoint
-from lstmcast.baselines import FORECASTERS, Selection
+from lstmcast.baselines import FORECASTERS, Selection, decide, t95
 
 from .conftest import assert_user_error, cli, write_config
 
@@ -60,9 +60,10 @@ def test_selection_is_stored_with_its_validation_scores_and_followed_by_predict(
     assert sel is not None and sel.ids == ckpt.series and len(ckpt.series) == 9
     metrics = json.loads((trained / "run" / "metrics.json").read_text())
     assert metrics["skipped_series"] == ["s9"] and metrics["selection"]["mode"] == "best"
-    for k, sid in enumerate(sel.ids):  # each series is served by the forecaster with its lowest validation MASE
-        scores = {name: sel.scores[name][k] for name in FORECASTERS}
-        assert sel.choice(sid, "best") == min(scores, key=lambda n: (scores[n], n != "model"))
+    for k, sid in enumerate(sel.ids):  # a baseline serves a series only where it beat the model on validation
+        chosen = sel.choice(sid, "best")
+        assert chosen == "model" or sel.scores[chosen][k] < sel.scores["model"][k]
+        assert chosen == "model" or sel.scores[chosen][k] == min(sel.scores[n][k] for n in ("seasonal_naive", "naive"))
     assert sum(metrics["selection"]["mix"].values()) == 9
     out = trained / "served.csv"
     result = cli("predict", trained / "run" / "model.pt", "--data", trained / "series.csv", "--out", out, "--json")
@@ -163,9 +164,10 @@ def test_selection_rules():
     sel = Selection(
         ["a", "b", "c"],
         {"model": [1.0, 2.0, None], "seasonal_naive": [1.0, 1.5, None], "naive": [3.0, 1.2, None]},
+        chosen=["model", "naive", "model"],
         windows=6,
     )
-    assert [sel.choice(s, "best") for s in "abc"] == ["model", "naive", "model"]  # a tie keeps the model
+    assert [sel.choice(s, "best") for s in "abc"] == ["model", "naive", "model"]
     assert sel.choice("zz", "best") is None and sel.choice("b", "model") == "model"
     assert sel.overall() == "seasonal_naive"  # means 1.5, 1.25, 2.1
     assert sel.best_baseline() == "seasonal_naive"
@@ -173,8 +175,43 @@ def test_selection_rules():
     assert Selection.from_dict(sel.to_dict()) == sel
     with pytest.raises(ValueError):
         Selection.from_dict({**sel.to_dict(), "scores": {"model": [1.0, 2.0, None]}})
+    with pytest.raises(ValueError):
+        Selection.from_dict({**sel.to_dict(), "chosen": ["model", "oracle", "model"]})
+
+
+def test_a_baseline_replaces_the_model_only_on_significant_evidence():
+    rng = np.random.default_rng(0)
+    blocks = np.repeat(np.arange(10), 14)  # ten non-overlapping blocks of 14 origins
+    model = 1.0 + rng.normal(0, 0.05, 140)
+    consistently_better = {"model": model, "naive": model - 0.03, "seasonal_naive": model + 0.5}
+    assert decide(consistently_better, blocks) == "naive"
+    swings = np.repeat(np.resize([0.5, -0.5], 10), 14)  # block by block, far better then far worse
+    noisy = {"model": model, "naive": model - 0.03 + swings, "seasonal_naive": model + 0.5}
+    assert decide(noisy, blocks) == "model"  # lower on average, but within the noise
+    one_window = {"model": np.array([2.0]), "naive": np.array([1.0]), "seasonal_naive": np.array([1.5])}
+    assert decide(one_window, np.array([0])) == "model"  # one window is no evidence
+    worse = {"model": model, "naive": model + 0.01, "seasonal_naive": model + 0.02}
+    assert decide(worse, blocks) == "model"
+    assert t95(1) == 6.314 and t95(11) == 1.812 and t95(1000) == 1.645
 
 
 def test_a_column_named_forecaster_is_refused(tmp_path):
     config = write_config(tmp_path, {"data": {"target": "forecaster"}})
     assert_user_error(cli("validate", config), "'forecaster'", "rename")
+
+
+def test_quantiles_of_a_checkpoint_without_stored_residuals_come_from_the_history(trained):
+    import dataclasses
+
+    from lstmcast import serve
+    from lstmcast.pipeline import read_data
+
+    ckpt = dataclasses.replace(checkpoint.load(trained / "run" / "model.pt"), selection=None)
+    panel = read_data(ckpt.config.data, trained / "series.csv", freq=ckpt.freq)
+    plan = serve.Plan(["naive"] * len(panel))
+    table = serve.baseline_table(ckpt, panel, plan, [0.1, 0.5, 0.9], 1)
+    assert table.shape == (len(panel), 12, 4)  # point, q10, q50, q90
+    assert np.isfinite(table).all() and (np.diff(table[..., 1:], axis=-1) >= 0).all()
+    assert (table[..., 3] > table[..., 1]).all() and np.allclose(table[..., 0], table[..., 2])
+    last = np.array([series.values[-1, 0] for _, series in panel])
+    assert np.allclose(table[..., 0], last[:, None])
