@@ -74,23 +74,28 @@ def select(model: Forecaster, ds: Dataset, season: int) -> Selection | None:
         **baselines.forecasts(ds.values[:, :nt], origins, bt.actual.shape[1], season, ds.offsets[bt.series]),
     }
     scores: dict[str, list[float | None]] = {name: [None] * len(ds.ids) for name in candidates}
-    chosen = ["model"] * len(ds.ids)
-    scales = np.ones((len(origins), nt))
-    for s in np.unique(bt.series):
+    scales, per_series, served = np.ones((len(origins), nt)), [], np.unique(bt.series)
+    for s in served:
         rows = bt.series == s
         first = bt.origins[rows][0]
         scale = baselines.scale(ds.values[ds.offsets[s] : first, :nt], season)
         scales[rows] = scale
-        losses = {name: (np.abs(f[rows] - bt.actual[rows]) / scale).mean(axis=(1, 2)) for name, f in candidates.items()}
-        for name, per_origin in losses.items():
-            scores[name][s] = float(per_origin.mean())
-        chosen[s] = baselines.decide(losses, (bt.origins[rows] - first) // bt.actual.shape[1])
+        blocks = (bt.origins[rows] - first) // bt.actual.shape[1]  # non-overlapping spans of `horizon` origins
+        means = {}
+        for name, f in candidates.items():
+            loss = (np.abs(f[rows] - bt.actual[rows]) / scale).mean(axis=(1, 2))
+            scores[name][s], means[name] = float(loss.mean()), baselines.block_means(loss, blocks)
+        per_series.append(means)
+    default, own = baselines.decide(per_series)
+    chosen = [default] * len(ds.ids)  # a series without validation windows follows the panel
+    for s, name in zip(served, own, strict=True):
+        chosen[s] = name
     spread = {}
     if bt.quantiles is not None:
         spread = {
             n: baselines.residual_spread(candidates[n], bt.actual, scales, bt.levels) for n in baselines.BASELINES
         }
-    return Selection(list(ds.ids), scores, chosen, len(origins), spread)
+    return Selection(list(ds.ids), scores, chosen, default, len(origins), spread)
 
 
 def _pick(candidates: dict[str, np.ndarray], series: np.ndarray, choice: list[str]) -> np.ndarray:
