@@ -24,6 +24,7 @@ from lstmcast import db
 from lstmcast.errors import ConfigError, DataError, shown
 from lstmcast.readers import (
     READ_CHUNK,
+    _listed,
     check_unchanged,
     numeric_values,
     open_regular,
@@ -31,6 +32,7 @@ from lstmcast.readers import (
     read_csv,
 )
 
+_RESOLUTION = {"D": 0, "s": 1, "ms": 2, "us": 3, "ns": 4}
 SQL_CHUNK = 50_000  # rows fetched at a time: a row is a tuple of Python objects until converted
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
@@ -64,6 +66,8 @@ class Source:
     def __str__(self) -> str:
         if self.kind != "sql":
             return self.location
+        if not (self.query or "").strip():
+            return db.redacted(self.location)
         what = "table" if self.query and _TABLE_NAME.fullmatch(self.query.strip()) else "query"
         return f"{db.redacted(self.location)} ({what} {shown(' '.join((self.query or '').split()), 60)})"
 
@@ -111,61 +115,77 @@ def read_source(source: Source, wanted: list[str], numeric: list[str], timestamp
 
 
 class _Columns:
-    """Batches of the wanted columns converted as they arrive: numbers into float64, times parsed.
+    """Batches of the wanted columns converted as they arrive: numbers into float64 arrays, times parsed.
 
-    With the total row count known (Parquet metadata) the numbers go straight into preallocated
-    arrays; otherwise (queries) batch by batch, joined column by column at the end.
+    Numbers and times go straight into arrays: of the right size when the row count is known (a
+    Parquet file's metadata), else grown by half as rows arrive (numpy's resize is a realloc, which
+    for large arrays remaps pages instead of copying, so a query does not hold its values twice).
+    Other columns (series ids) are kept as pieces and joined at the end, as a CSV's chunks are.
     """
 
     def __init__(self, wanted: list[str], numeric: list[str], timestamp: str | None, rows: int | None) -> None:
         self.wanted, self.numeric, self.timestamp = wanted, numeric, timestamp
-        self.rows = 0
-        self.filled = {c: np.empty(rows) for c in numeric} if rows is not None else None
-        self.pieces: dict[str, list[Any]] = {c: [] for c in wanted}
+        self.capacity, self.rows = rows or 0, 0
+        self.filled = {c: np.empty(self.capacity) for c in numeric}
+        self.times: np.ndarray | None = None  # naive datetime64, or UTC with `tz`
+        self.tz: Any = None
+        self.pieces: dict[str, list[Any]] = {c: [] for c in wanted if c not in numeric and c != timestamp}
 
     def add(self, chunk: pd.DataFrame, where: str, first: int) -> None:
         """Convert one batch; `where` and `first` (the number of its first row) name a bad cell."""
-        lines = range(first, first + len(chunk))
+        n, lines = len(chunk), range(first, first + len(chunk))
         values = numeric_values(chunk, self.numeric, lines, where, "row")
+        self._grow(n)
         for j, col in enumerate(self.numeric):
-            if self.filled is not None:
-                self.filled[col][self.rows : self.rows + len(chunk)] = values[:, j]
-            else:
-                self.pieces[col].append(values[:, j].copy())
-        for col in self.wanted:
-            if col in self.numeric:
-                continue
-            column = chunk[col]
-            if col == self.timestamp and column.dtype.kind != "M":
-                column = pd.Series(parse_times(column, lines, where, col, "row"), name=col)
-            self.pieces[col].append(column.reset_index(drop=True))
-        self.rows += len(chunk)
+            self.filled[col][self.rows : self.rows + n] = values[:, j]
+        for col in self.pieces:
+            self.pieces[col].append(chunk[col].reset_index(drop=True))
+        if self.timestamp is not None:
+            column = chunk[self.timestamp]
+            if column.dtype.kind != "M":
+                column = pd.Series(parse_times(column, lines, where, self.timestamp, "row"))
+            self._add_times(column, where)
+        self.rows += n
+
+    def _grow(self, n: int) -> None:
+        if self.rows + n <= self.capacity:
+            return
+        self.capacity = max(self.rows + n, self.capacity + self.capacity // 2)
+        for array in (*self.filled.values(), *([self.times] if self.times is not None else [])):
+            array.resize(self.capacity, refcheck=False)  # nothing else refers to these arrays yet
+
+    def _add_times(self, column: pd.Series, where: str) -> None:
+        tz = getattr(column.dtype, "tz", None)
+        values = (column.dt.tz_convert("UTC").dt.tz_localize(None) if tz is not None else column).to_numpy()
+        if self.times is None:
+            self.times, self.tz = np.empty(self.capacity, values.dtype), tz
+        elif (tz is None) != (self.tz is None) or str(tz) != str(self.tz):
+            raise DataError(
+                f"{where}: column {shown(self.timestamp)} mixes time zones or UTC offsets — write every time in UTC "
+                "or with one fixed offset"
+            )
+        elif values.dtype != self.times.dtype:  # text parsed to another resolution: keep the finer one
+            finer = max(values.dtype, self.times.dtype, key=lambda d: _RESOLUTION.get(np.datetime_data(d)[0], 9))
+            self.times, values = self.times.astype(finer), values.astype(finer)
+        self.times[self.rows : self.rows + len(values)] = values
 
     def frame(self, label: object) -> pd.DataFrame:
         if not self.rows:
             raise DataError(f"{label} has no rows — it needs at least one")
         columns: dict[str, Any] = {}
         for col in self.wanted:
-            if self.filled is not None and col in self.numeric:
+            if col in self.filled:
                 columns[col] = self.filled[col][: self.rows]
-                continue
-            pieces = self.pieces.pop(col)
-            columns[col] = np.concatenate(pieces) if col in self.numeric else pd.concat(pieces, ignore_index=True)
-            del pieces
-        out = pd.DataFrame(columns, copy=False)
-        ts = self.timestamp
-        if ts is not None and not isinstance(out[ts].dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType):
-            raise DataError(
-                f"{label}: column {shown(ts)} mixes time zones or UTC offsets — write every time in UTC or with one "
-                "fixed offset"
-            )
-        return out
+            elif col == self.timestamp:
+                times = pd.Series(self.times[: self.rows], copy=False)
+                columns[col] = times if self.tz is None else times.dt.tz_localize("UTC").dt.tz_convert(self.tz)
+            else:
+                columns[col] = pd.concat(self.pieces.pop(col), ignore_index=True)
+        return pd.DataFrame(columns, copy=False)
 
 
 def _check_columns(label: object, names: list[str], wanted: list[str]) -> None:
     """Every wanted column present, once."""
-    from lstmcast.readers import _listed
-
     for col in wanted:
         if col not in names:
             raise DataError(f"{label}: column {shown(col)} not found; columns are {_listed(names)} — fix the config")
@@ -187,27 +207,29 @@ def _parquet_files_in(folder: Path) -> list[Path]:
 
 
 def _read_parquet(source: Source, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
-    """A Parquet file, or the files of a folder in name order (same schema), batch by batch, wanted columns only."""
+    """A Parquet file, or the files of a folder in name order (same schema), batch by batch, wanted columns only.
+
+    Files are opened one at a time; each is checked not to change while it is read. A single file's
+    numbers go into arrays sized from its metadata; a folder's are joined at the end, as a CSV's chunks.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(source.location)
     files = _parquet_files_in(path) if path.is_dir() else [path]
-    opened = []
-    try:
-        for file in files:
-            f, stat = open_regular(file)
-            opened.append((file, f, stat, _parquet_file(pq, pa, f, file)))
-        schema = _check_schemas(opened, wanted)
-        rows = sum(pf.metadata.num_rows for _, _, _, pf in opened)
-        columns = _Columns(wanted, numeric, timestamp, rows)
-        for file, f, stat, pf in opened:
-            _read_row_groups(pa, pf, file, wanted, columns, schema)
+    columns, schema = None, None
+    for file in files:
+        f, stat = open_regular(file)
+        with f:
+            pf = _parquet_file(pq, pa, f, file)
+            schema = _check_schema(file, pf.schema_arrow, wanted, schema)
+            if columns is None:
+                columns = _Columns(wanted, numeric, timestamp, pf.metadata.num_rows if len(files) == 1 else None)
+            _read_row_groups(pa, pf, file, wanted, columns)
             check_unchanged(f, file, stat)
-        return columns.frame(source)
-    finally:
-        for _, f, _, _ in opened:
-            f.close()
+    if columns is None:  # a folder named *.parquet with no Parquet file in it
+        raise DataError(f"data folder {path} holds no Parquet files (*.parquet) — give the file or folder holding them")
+    return columns.frame(source)
 
 
 def _parquet_file(pq: Any, pa: Any, f: Any, file: Path) -> Any:
@@ -219,26 +241,22 @@ def _parquet_file(pq: Any, pa: Any, f: Any, file: Path) -> Any:
         ) from None
 
 
-def _check_schemas(opened: list[tuple[Path, Any, Any, Any]], wanted: list[str]) -> Any:
-    """The wanted columns' Arrow types, the same in every file of a folder."""
-    first_file, schema = None, None
-    for file, _, _, pf in opened:
-        arrow = pf.schema_arrow
-        _check_columns(file, list(arrow.names), wanted)
-        types = {c: arrow.field(c).type for c in wanted}
-        if schema is None:
-            first_file, schema = file, types
-            continue
-        for col in wanted:
-            if types[col] != schema[col]:
-                raise DataError(
-                    f"{file}: column {shown(col)} is {types[col]} but {schema[col]} in {first_file.name} — "
-                    "give every Parquet file of the folder the same schema"
-                )
-    return schema
+def _check_schema(file: Path, arrow: Any, wanted: list[str], first: tuple[Path, dict] | None) -> tuple[Path, dict]:
+    """The wanted columns present, once, and of the first file's types; (first file, its types)."""
+    _check_columns(file, list(arrow.names), wanted)
+    types = {c: arrow.field(c).type for c in wanted}
+    if first is None:
+        return file, types
+    for col in wanted:
+        if types[col] != first[1][col]:
+            raise DataError(
+                f"{file}: column {shown(col)} is {types[col]} but {first[1][col]} in {first[0].name} — "
+                "give every Parquet file of the folder the same schema"
+            )
+    return first
 
 
-def _read_row_groups(pa: Any, pf: Any, file: Path, wanted: list[str], columns: _Columns, schema: Any) -> None:
+def _read_row_groups(pa: Any, pf: Any, file: Path, wanted: list[str], columns: _Columns) -> None:
     first = 1  # the file's row numbers, 1-based
     for group in range(pf.num_row_groups):
         where = f"{file}: row group {group}"
