@@ -12,6 +12,7 @@ when such a source is read; `Source.require` checks for them before any work.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,9 @@ class Source:
     location: str
     query: str | None = None
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
-        """csv, parquet or sql."""
+        """csv, parquet or sql (looked at once: a folder is parquet when it holds Parquet files)."""
         if db.is_url(self.location):
             return "sql"
         path = Path(self.location)
