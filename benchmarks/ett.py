@@ -50,6 +50,8 @@ def run_horizon(config: Path, data: Path, horizon: int, extra: list[str]) -> dic
     z = lambda a: (a - mean) / std  # noqa: E731 - the protocol's normalised scale
     actual = z(bt.actual)
     row = {"seconds": seconds, "epochs": outcome.metrics["epochs_run"], "origins": len(bt.origins)}
+    served = outcome.metrics.get("selection", {}).get("mix", {"model": 1})
+    row["served by"] = max(served, key=served.get)  # train.select: what predict serves, chosen on validation
     for name, forecast in (
         ("lstmcast", bt.forecast),
         ("repeat last", metrics.seasonal_naive(ds.values[:, :1], bt.origins, horizon, 1)),
@@ -73,9 +75,9 @@ def main() -> None:
     print(f"ETTh1 univariate OT, {args.config.name} {' '.join(args.set)} — {date.today()}, "
           f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
     print(
-        "| horizon | lstmcast MSE | MAE | repeat-last MSE | MAE | seasonal-naive MSE | MAE | MSE ratio vs best naive | train s | epochs | test origins |"
+        "| horizon | lstmcast MSE | MAE | repeat-last MSE | MAE | seasonal-naive MSE | MAE | MSE ratio vs best naive | train s | epochs | test origins | served by |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = {}
     for h in args.horizons:
         r = rows[h] = run_horizon(args.config, args.data, h, args.set)
@@ -83,7 +85,7 @@ def main() -> None:
         print(
             f"| {h} | {r['lstmcast mse']:.4f} | {r['lstmcast mae']:.4f} | {r['repeat last mse']:.4f} | "
             f"{r['repeat last mae']:.4f} | {r['seasonal naive mse']:.4f} | {r['seasonal naive mae']:.4f} | "
-            f"{r['lstmcast mse'] / best_naive:.3f} | {r['seconds']:.0f} | {r['epochs']} | {r['origins']} |",
+            f"{r['lstmcast mse'] / best_naive:.3f} | {r['seconds']:.0f} | {r['epochs']} | {r['origins']} | {r['served by']} |",
             flush=True,
         )
     beaten = [h for h, r in rows.items() if r["lstmcast mse"] < min(r["repeat last mse"], r["seasonal naive mse"])]

@@ -59,6 +59,9 @@ def main() -> None:
         )
     print(f"MAE ratio lstmcast / seasonal naive: {metrics['test_mae'] / metrics['seasonal_naive']['test_mae']:.3f}")
     print(f"MAE ratio lstmcast / naive: {metrics['test_mae'] / metrics['naive']['test_mae']:.3f}")
+    if "selection" in metrics:  # train.select: which forecaster predict serves, chosen on validation
+        sel = metrics["selection"]
+        print(f"served (train.select: {sel['mode']}): {sel['mix']}; validation MASE {sel['validation_mase']}")
 
 
 if __name__ == "__main__":

@@ -161,23 +161,37 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "train.csv"), "--out", str(tmp / "f.csv"), "--quiet"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         predict_seconds = time.perf_counter() - started
+        # The same model serving every series itself (train.select: model), to measure what selection changes.
+        subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "train.csv"), "--out", str(tmp / "fm.csv"), "--quiet", "--select", "model"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        # A nightly job's file: a tenth of the series cut to 80 rows (< lookback), five renamed (new to the model).
+        ragged = {
+            (f"new-{k}" if i < 5 else k): (v[-80:] if i % 10 == 9 else v) for i, (k, v) in enumerate(train.items())
+        }
+        to_long(ragged, tmp / "ragged.csv")
+        subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "ragged.csv"), "--out", str(tmp / "r.csv"), "--quiet"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        ragged_forecast = pd.read_csv(tmp / "r.csv")
         metrics = json.loads((tmp / "run" / "metrics.json").read_text())
         forecast = pd.read_csv(tmp / "f.csv")
+        model_forecast = pd.read_csv(tmp / "fm.csv")
         # Validation score: forecast the last 48 training values (held out by the config) from the rest.
         head = {k: v[:-HORIZON] for k, v in train.items()}
         tail = {k: v[-HORIZON:] for k, v in train.items()}
         to_long(head, tmp / "head.csv")
-        subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "head.csv"), "--out", str(tmp / "v.csv"), "--quiet"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        # The model alone: the selection was made on these very values, so the selected score would flatter it.
+        subprocess.run([*cmd, "predict", str(tmp / "run" / "model.pt"), "--data", str(tmp / "head.csv"), "--out", str(tmp / "v.csv"), "--quiet", "--select", "model"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         val_forecast = pd.read_csv(tmp / "v.csv")
     forecasts = {str(sid): g["value"].to_numpy() for sid, g in forecast.groupby("series", sort=False)}
     s, m = score(train, test, forecasts)
     naive2_scores = baselines["naive2"]
+    model_only = {str(sid): g["value"].to_numpy() for sid, g in model_forecast.groupby("series", sort=False)}
+    ms, mm = score(train, test, model_only)
+    served = forecast.groupby("series", sort=False)["forecaster"].first().value_counts().to_dict()
     val_forecasts = {str(sid): g["value"].to_numpy() for sid, g in val_forecast.groupby("series", sort=False)}
     vs, vm = score(head, tail, val_forecasts)
     vn2 = score(head, tail, {k: naive2(v) for k, v in head.items()})
     vsn = score(head, tail, {k: seasonal_naive(v) for k, v in head.items()})
     print(
-        f"validation (last 48 training values, used for tuning): lstmcast sMAPE {vs:.3f} MASE {vm:.3f} "
+        f"validation (last 48 training values, used for tuning and selection): the model alone: sMAPE {vs:.3f} MASE {vm:.3f} "
         f"OWA {owa(vs, vm, vn2):.3f}; seasonal naive OWA {owa(*vsn, vn2):.3f}"
     )
     print(f"\nM4 Hourly — {date.today()} — {platform.machine()}, {args.config.name} {' '.join(args.set)}")
@@ -186,7 +200,15 @@ def main() -> None:
     )
     print("| forecaster | sMAPE | MASE | OWA |")
     print("|---|---|---|---|")
-    print(f"| **lstmcast** | **{s:.3f}** | **{m:.3f}** | **{owa(s, m, naive2_scores):.3f}** |")
+    per_series = ragged_forecast.groupby("series")
+    print(
+        f"one predict on {len(ragged)} series ({sum(1 for v in ragged.values() if len(v) == 80)} cut to 80 rows, "
+        f"5 renamed): {per_series.ngroups} series forecast, {set(per_series.size())} rows each; "
+        f"served: {per_series['forecaster'].first().value_counts().to_dict()}"
+    )
+    mode = metrics.get("selection", {}).get("mode", "model")
+    print(f"| **lstmcast** (train.select: {mode}; series served: {served}) | **{s:.3f}** | **{m:.3f}** | **{owa(s, m, naive2_scores):.3f}** |")  # fmt: skip
+    print(f"| lstmcast, the model for every series (--select model) | {ms:.3f} | {mm:.3f} | {owa(ms, mm, naive2_scores):.3f} |")  # fmt: skip
     for name, (bs, bm) in baselines.items():
         print(f"| {name} (this scorer) | {bs:.3f} | {bm:.3f} | {owa(bs, bm, naive2_scores):.3f} |")
     for name, rs, rm, ro in REFERENCES:

@@ -19,13 +19,14 @@ import torch
 
 from lstmcast import __version__
 from lstmcast.atomic import atomic_write
+from lstmcast.baselines import FORECASTERS, Selection
 from lstmcast.config import Config, config_from_dict
 from lstmcast.errors import CheckpointError, LstmcastError
 from lstmcast.model import Dims, ModelSpec, expected_shapes, spec_for
 from lstmcast.scaling import Scaler
 
 # Bump when the stored payload changes, and add the step from the previous version to UPGRADES.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 Weights = dict[str, torch.Tensor]
 
 
@@ -43,6 +44,7 @@ class Checkpoint:
     data_period: list[str] | None = None
     test_start: str | None = None  # where evaluate's default period starts (single series)
     metrics: dict[str, Any] = field(default_factory=dict)
+    selection: Selection | None = None  # validation scores per series (None: written before v3, or no validation)
     created_at: str = ""
     lstmcast_version: str = __version__
     format_version: int = FORMAT_VERSION  # the version the file was written in (before any upgrade)
@@ -67,6 +69,7 @@ class Checkpoint:
             "config": self.config.to_dict(),
             "dims": dataclasses.asdict(self.dims),
             "scaler": self.scaler.to_dict(),
+            "selection": None if self.selection is None else self.selection.to_dict(),
         }
 
     @classmethod
@@ -86,6 +89,7 @@ class Checkpoint:
                 data_period=payload.get("data_period"),
                 test_start=payload.get("test_start"),
                 metrics=dict(payload.get("metrics") or {}),
+                selection=None if payload["selection"] is None else Selection.from_dict(payload["selection"]),
                 created_at=str(payload.get("created_at", "")),
                 lstmcast_version=str(payload.get("lstmcast_version", "?")),
                 format_version=written,
@@ -111,6 +115,8 @@ class Checkpoint:
             raise CheckpointError(f"{source}: its dimensions do not fit its columns and calendar — it is damaged")
         if self.series is not None and self.scaler.ids != self.series:
             raise CheckpointError(f"{source}: the scaler's series differ from the model's — it is damaged")
+        if self.selection is not None:
+            self._check_selection(source)
         shapes = expected_shapes(spec)
         for k, weights in enumerate(self.members):
             got = {name: tuple(t.shape) for name, t in weights.items() if isinstance(t, torch.Tensor)}
@@ -126,6 +132,13 @@ class Checkpoint:
                     f"{source}: weights of member {k + 1} hold NaN or infinite values ({bad[0]}) — "
                     "it is damaged; retrain or restore it"
                 )
+
+    def _check_selection(self, source: Path) -> None:
+        sel = self.selection
+        assert sel is not None
+        spread_ok = all(name in FORECASTERS and len(q) == self.config.window.horizon for name, q in sel.spread.items())
+        if sel.ids != self.scaler.ids or not spread_ok:
+            raise CheckpointError(f"{source}: its forecaster selection does not fit its series — it is damaged")
 
 
 # ---------------------------------------------------------------------------- format upgrades
@@ -159,7 +172,14 @@ def _v1_to_v2(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(p: dict[str, Any]) -> dict[str, Any]:
+    """v3 adds the per-series selection; a model trained before it serves every series itself (select: model)."""
+    config = _deep_copy(p["config"])
+    config.setdefault("train", {})["select"] = "model"
+    return {**p, "config": config, "selection": None, "format_version": 3}
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def upgrade(payload: dict[str, Any], from_version: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -30,7 +31,22 @@ from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, Lstmc
 # click's exception classes, from the one name typer exports in every version (click may be vendored).
 _CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
 ClickException: type[Exception] = _CLICK_ERRORS["ClickException"]
-WARNING_CHARS = 200  # a library warning becomes one line of at most this many characters
+WARNING_CHARS = 200
+
+
+class Fallback(str, Enum):  # predict.fallback's values (config.PredictConfig)
+    auto = "auto"
+    seasonal_naive = "seasonal_naive"
+    naive = "naive"
+    error = "error"
+
+
+class Select(str, Enum):  # train.select's values
+    model = "model"
+    best = "best"
+
+
+# a library warning becomes one line of at most this many characters
 
 
 class _Group(TyperGroup):
@@ -307,14 +323,14 @@ def main_options(
         _state["debug"] = True
 
 
-def _reporter(quiet: bool, log_file: Path | None = None) -> Any:
+def _reporter(quiet: bool, log_file: Path | None = None, verbose: bool = False) -> Any:
     """The run's Reporter (library warnings go through it too); --log-file must be a regular file or new."""
     from lstmcast.report import Reporter
 
     if _rank() > 0:  # under torchrun rank 0 speaks for the job
         reporter = Reporter(open(os.devnull, "w"), quiet=True)  # noqa: SIM115 - lives as long as the run
     else:
-        reporter = Reporter(quiet=quiet)
+        reporter = Reporter(quiet=quiet, verbose=verbose)
         if log_file is not None:
             reporter.attach_log(log_file)
     _state["reporter"] = reporter
@@ -327,6 +343,9 @@ SetOpt = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the details log files get (e.g. every series skipped).")
+]
 LogOpt = Annotated[Path | None, typer.Option("--log-file", help="Append the log lines (timestamped) to this file too.")]
 ProfileOpt = Annotated[
     bool,
@@ -450,6 +469,7 @@ def train(
         ),
     ] = 1,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
@@ -464,7 +484,7 @@ def train(
         cores.leave()  # this process only waits; the workers count themselves
 
         raise typer.Exit(run_processes(nproc, _without_nproc(sys.argv[1:])))
-    reporter = _reporter(quiet, log_file)
+    reporter = _reporter(quiet, log_file, verbose)
     try:
         with reporter.timed("import"):
             from lstmcast.pipeline import TrainOptions
@@ -525,7 +545,24 @@ def predict(
             help="Also draw the recent history and the forecast (PNG): the first series, or those of --series."
         ),
     ] = None,
+    fallback: Annotated[
+        Fallback | None,
+        typer.Option(
+            help="Forecaster for series the model cannot serve (too short, unseen, non-finite); error refuses "
+            "[default: the checkpoint's predict.fallback].",
+            show_default=False,
+        ),
+    ] = None,
+    select: Annotated[
+        Select | None,
+        typer.Option(
+            help="best: serve each series with the forecaster that won on its validation windows; model: the "
+            "model wherever it can [default: the checkpoint's train.select].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
@@ -537,18 +574,29 @@ def predict(
         from lstmcast.plots import require_matplotlib
 
         require_matplotlib()
-    reporter = _reporter(quiet, log_file)
+    reporter = _reporter(quiet, log_file, verbose)
     try:
         with reporter.timed("import"):
             from lstmcast.inference import predict as run
 
-        outcome = run(checkpoint, source, destination, reporter, series, plot)
+        outcome = run(
+            checkpoint,
+            source,
+            destination,
+            reporter,
+            series,
+            plot,
+            fallback=fallback.value if fallback else None,
+            select=select.value if select else None,
+        )
         reporter.record(_forecast_line(outcome))
     finally:
         _close(reporter, started, profile)
     if json_output:
         outputs = {k: str(v) for k, v in outcome.written.items()}
-        _emit_json(_summary("predict", started, outputs=outputs, rows=outcome.rows, first=outcome.first))
+        _emit_json(
+            _summary("predict", started, outputs=outputs, rows=outcome.rows, first=outcome.first, **outcome.served)
+        )
         return
     _stdout(_forecast_line(outcome))
     _print_written(outcome.written, skip="forecast")
@@ -577,7 +625,16 @@ def evaluate(
     ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the full report as JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw error by horizon step and one example origin (PNG).")] = None,
+    select: Annotated[
+        Select | None,
+        typer.Option(
+            help="Score the forecasts predict serves with this selection as 'selected' "
+            "[default: the checkpoint's train.select].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
@@ -585,7 +642,7 @@ def evaluate(
     """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
     started = time.perf_counter()
     source = _source(data, query)
-    reporter = _reporter(quiet, log_file)
+    reporter = _reporter(quiet, log_file, verbose)
     if plot is not None:
         from lstmcast.plots import require_matplotlib
 
@@ -604,6 +661,7 @@ def evaluate(
             season=season,
             report_path=report,
             plot=plot,
+            select=select.value if select else None,
         )
     finally:
         _close(reporter, started, profile)
@@ -643,6 +701,9 @@ def _print_report(report: dict[str, Any]) -> None:
         table.add_row(name.replace("_", " "), *[_fmt(scores[k]) for k in METRICS])
     console.print(table)
     console.print(f"relative skill (model MASE / seasonal-naive MASE): {_fmt(report['relative_skill'])}")
+    if "selection" in report:
+        mix = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in report["selection"]["mix"].items())
+        console.print(f"selected = what predict serves (train.select: {report['selection']['mode']}): {mix} series")
     if "quantiles" in report:
         q = report["quantiles"]
         console.print(f"mean pinball loss: {_fmt(q['pinball'])}")
@@ -748,7 +809,10 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 def _forecast_line(outcome: Any) -> str:
     many = f" for {outcome.series} series" if outcome.series > 1 else ""
-    return f"forecast of {outcome.rows} steps{many} ({outcome.first} … {outcome.last}) written to {outcome.path}"
+    counts = outcome.served.get("forecasters", {})
+    others = [f"{n} by {name.replace('_', ' ')}" for name, n in counts.items() if name != "model" and n]
+    by = f" ({', '.join(others)})" if others else ""
+    return f"forecast of {outcome.rows} steps{many}{by} ({outcome.first} … {outcome.last}) written to {outcome.path}"
 
 
 def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:

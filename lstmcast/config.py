@@ -190,6 +190,23 @@ class TrainConfig:
     batch_size_per_rank: bool = knob(
         True, "under torchrun, batch_size is per process (effective batch × processes); false splits it among them"
     )
+    select: str = knob(
+        "best",
+        "after training, per series: best forecasts a series with seasonal naive or naive when that beat the model "
+        "on the series' validation windows (MASE); model always uses the model",
+        choices=("model", "best"),
+    )
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    fallback: str = knob(
+        "auto",
+        "forecaster for a series the model cannot serve (shorter than window.lookback, unseen by a model with "
+        "series embeddings, or a non-finite forecast): auto = the baseline that scored best on validation, "
+        "seasonal_naive, naive, or error (refuse the whole run); predict --fallback overrides it",
+        choices=("auto", "seasonal_naive", "naive", "error"),
+    )
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,7 @@ class Config:
     window: WindowConfig = section(WindowConfig, "how the series is cut into training examples")
     model: ModelConfig = section(ModelConfig, "the stacked LSTM")
     train: TrainConfig = section(TrainConfig, "the optimisation")
+    predict: PredictConfig = section(PredictConfig, "how predict serves every series")
     output: OutputConfig = section(OutputConfig, "where results are written")
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,7 +246,9 @@ def load_config(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, window, model, train, output)")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, output)"
+        )
     _resolve_paths(raw, Config, path.resolve().parent)
     for item in overrides:
         apply_override(raw, item)
@@ -486,6 +506,12 @@ def _check_cross_field(cfg: Config, source: str) -> None:
     if dup:
         raise ConfigError(
             f"column {dup[0]!r} appears twice in data.target/features/future_features — list each column once"
+        )
+    named = [c for c in (*cfg.data.target, cfg.data.series_id, cfg.data.timestamp) if c == "forecaster"]
+    if named:
+        raise ConfigError(
+            "a column named 'forecaster' cannot be a target, data.series_id or data.timestamp: the forecast file "
+            "adds a 'forecaster' column — rename the column in the data"
         )
     if cfg.data.timestamp is not None and cfg.data.timestamp in cols:
         raise ConfigError(f"data.timestamp column {cfg.data.timestamp!r} cannot also be a target or feature")

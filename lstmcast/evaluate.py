@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from lstmcast import metrics, scaling
+from lstmcast import baselines, metrics, scaling
+from lstmcast.baselines import Selection
 from lstmcast.dataset import Dataset
 from lstmcast.model import Forecaster
+from lstmcast.split import Runs
 from lstmcast.train import predict_windows
 
 
@@ -44,19 +46,72 @@ def run(model: Forecaster, ds: Dataset, origins: np.ndarray) -> Backtest:
     return Backtest(origins, series, actual, forecast, quantiles, list(spec.quantiles))
 
 
-def score(bt: Backtest, ds: Dataset, season: int) -> dict[str, Any]:
+SELECT_WINDOWS = 1_000  # validation windows per series compared for selection (evenly spaced): bounded time
+
+
+def _thinned(runs: Runs, most: int) -> np.ndarray:
+    """The origins of each run, at most `most` of each, evenly spaced and including the last."""
+    pieces = []
+    for first, count in zip(runs.first, runs.count, strict=True):
+        k = np.unique(np.linspace(0, count - 1, num=min(count, most)).round().astype(np.int64)) if count else []
+        pieces.append(first + runs.step * np.asarray(k, dtype=np.int64))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+
+def select(model: Forecaster, ds: Dataset, season: int) -> Selection | None:
+    """Every forecaster's validation MASE on every series, on the same windows (None without validation).
+
+    At most SELECT_WINDOWS windows per series. Each series' scale is the in-sample error of its rows before its first validation origin, so
+    the mean over series compares forecasters across series of any size.
+    """
+    origins = _thinned(ds.parts["val"], SELECT_WINDOWS)
+    if not len(origins):
+        return None
+    bt = run(model, ds, origins)
+    nt = bt.actual.shape[-1]
+    candidates = {
+        "model": bt.forecast,
+        **baselines.forecasts(ds.values[:, :nt], origins, bt.actual.shape[1], season, ds.offsets[bt.series]),
+    }
+    scores: dict[str, list[float | None]] = {name: [None] * len(ds.ids) for name in candidates}
+    scales = np.ones((len(origins), nt))
+    for s in np.unique(bt.series):
+        rows = bt.series == s
+        scale = baselines.scale(ds.values[ds.offsets[s] : bt.origins[rows][0], :nt], season)
+        scales[rows] = scale
+        for name, f in candidates.items():
+            scores[name][s] = float((np.abs(f[rows] - bt.actual[rows]) / scale).mean())
+    spread = {}
+    if bt.quantiles is not None:
+        spread = {
+            n: baselines.residual_spread(candidates[n], bt.actual, scales, bt.levels) for n in baselines.BASELINES
+        }
+    return Selection(list(ds.ids), scores, len(origins), spread)
+
+
+def _pick(candidates: dict[str, np.ndarray], series: np.ndarray, choice: list[str]) -> np.ndarray:
+    """Each origin's forecast from the forecaster its series' `choice` names."""
+    names = np.array(choice)[series]
+    out = candidates["model"].copy()
+    for name, f in candidates.items():
+        out[names == name] = f[names == name]
+    return out
+
+
+def score(bt: Backtest, ds: Dataset, season: int, choice: list[str] | None = None) -> dict[str, Any]:
     """Errors of the model and of the seasonal-naive and naive baselines on the same origins.
 
     MASE divides by the in-sample seasonal-naive error of each series' rows before its first origin.
+    With `choice` (a forecaster per series of `ds`), the selected forecasts are scored as well.
     """
     nt, horizon = bt.actual.shape[-1], bt.actual.shape[1]
     targets = ds.values[:, :nt]
-    series_start = ds.offsets[bt.series]
     forecasts = {
         "model": bt.forecast,
-        "seasonal_naive": metrics.seasonal_naive(targets, bt.origins, horizon, season, series_start),
-        "naive": metrics.seasonal_naive(targets, bt.origins, horizon, 1, series_start),
+        **baselines.forecasts(targets, bt.origins, horizon, season, ds.offsets[bt.series]),
     }
+    if choice is not None:
+        forecasts["selected"] = _pick(forecasts, bt.series, choice)
     per_series = []
     for s in np.unique(bt.series):
         rows = bt.series == s

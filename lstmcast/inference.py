@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import calendar, checkpoint, evaluate, frame, metrics, scaling, sinks
+from lstmcast import baselines, calendar, checkpoint, evaluate, frame, metrics, scaling, serve, sinks
 from lstmcast.atomic import check_targets, render_path, write_text
 from lstmcast.checkpoint import Checkpoint
+from lstmcast.config import quantile_levels
 from lstmcast.dataset import Dataset, assemble
 from lstmcast.errors import DataError, shown
 from lstmcast.model import Ensemble, Forecaster, StackedLSTM, parameter_count
@@ -35,6 +36,7 @@ class PredictOutcome:
     last: str
     series: int = 1
     written: dict[str, Path] = field(default_factory=dict)  # every file written, by what it holds
+    served: dict[str, Any] = field(default_factory=dict)  # series per forecaster, and why baselines serve some
 
 
 @dataclass
@@ -134,46 +136,94 @@ def predict(
     reporter: Reporter,
     only: list[str] | None = None,
     plot: Path | None = None,
+    *,
+    fallback: str | None = None,
+    select: str | None = None,
 ) -> PredictOutcome:
-    """Forecast the horizon after each series' last row; write the CSV (and the plot when asked)."""
+    """Forecast the horizon after each series' last row; write the CSV (and the plot when asked).
+
+    Every series gets a forecast: from the model, or from the baseline `serve.plan` chooses
+    (`fallback`/`select` override the checkpoint's predict.fallback/train.select).
+    """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
         ckpt = checkpoint.load(ckpt_path)
         model = load_model(ckpt)
         panel = _load_for(ckpt, data_path, reporter, only, future_rows=model.spec.horizon)
-    _check_history(panel, model.spec.lookback, data_path)
     use_threads(ckpt.config.train)
-    with reporter.timed("windows"):
-        ds = _dataset_for(ckpt, model, panel, reporter)
+    fallback = serve.fallback_for(ckpt, fallback or ckpt.config.predict.fallback)
+    plan = serve.plan(ckpt, model.spec, panel, fallback, select or ckpt.config.train.select)
+    if fallback == "error":
+        serve.refuse(plan, panel, model.spec, data_path)
     labels = [calendar.future_labels(series, model.spec.horizon) for _, series in panel]
     with reporter.timed("forecast"):
-        columns, table = _forecast_table(ckpt, model, panel, ds, labels)
-    _check_finite(table, [sid for sid, _ in panel], data_path)
+        columns, table = _served_table(ckpt, model, panel, labels, plan, fallback, data_path, reporter)
+    for reason, line in serve.describe(plan, panel):  # a model that fails on its inputs is worth a warning
+        (reporter.warning if reason == "not_finite" else reporter.info)(line)
+    if any(len(where) > 3 for where in plan.why.values()):  # those lines named only three
+        for _, line in serve.describe(plan, panel, most=None):
+            reporter.detail(line)
     out = (
         render_path(out_path, origin=labels[0][0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
     )
     d = ckpt.config.data
     series_col = d.series_id if ckpt.series or len(panel) > 1 else None
+    ids = [sid for sid, _ in panel]
     with reporter.timed("write"):
-        sinks.write_forecast(out, labels, columns, table, d.timestamp or "step", [sid for sid, _ in panel], series_col)
+        sinks.write_forecast(out, labels, columns, table, d.timestamp or "step", ids, series_col, plan.names)
     written = {"forecast": out}
     if plot is not None:
         _plot_forecast(plot, ckpt, panel, labels, columns, table, reporter)
         written["plot"] = plot
     last = max(lab[-1] for lab in labels)
-    return PredictOutcome(out, model.spec.horizon, str(labels[0][0]), str(last), len(panel), written)
+    served = {"forecasters": plan.counts(), "not_model": serve.examples(plan, panel)}
+    return PredictOutcome(out, model.spec.horizon, str(labels[0][0]), str(last), len(panel), written, served)
 
 
-def _check_history(panel: frame.Panel, lookback: int, data_path: Path) -> None:
-    short = [(sid, s.rows) for sid, s in panel if s.rows < lookback]
-    if short:
-        sid, rows = short[0]
-        which = f"series {shown(sid)} in " if sid is not None else ""
-        more = f" ({len(short)} series are too short)" if len(short) > 1 else ""
-        raise DataError(
-            f"{which}{data_path} has {rows} rows but the model reads the last {lookback} (window.lookback){more} — "
-            "supply more history"
-        )
+def _served_table(
+    ckpt: Checkpoint,
+    model: Forecaster,
+    panel: frame.Panel,
+    labels: list[Any],
+    plan: serve.Plan,
+    fallback: str,
+    data_path: Path,
+    reporter: Reporter,
+) -> tuple[list[str], np.ndarray]:
+    """(series, horizon, columns) forecasts: the model's for the series it serves, the baselines' for the rest.
+
+    A model forecast that is not finite falls back (or, with fallback error, refuses the run).
+    """
+    spec = model.spec
+    mine = [i for i, name in enumerate(plan.names) if name == "model"]
+    columns, table = _columns(ckpt), None
+    if mine:
+        sub = [panel[i] for i in mine]
+        with reporter.timed("windows"):
+            ds = _dataset_for(ckpt, model, sub, reporter)
+        columns, own = _forecast_table(ckpt, model, sub, ds, [labels[i] for i in mine])
+        if fallback == "error":
+            _check_finite(own, [sid for sid, _ in sub], data_path)
+        table = np.full((len(panel), *own.shape[1:]), np.nan)
+        table[mine] = own
+        for i in np.array(mine)[~np.isfinite(own.reshape(len(mine), -1)).all(axis=1)]:
+            plan.move(int(i), fallback, "not_finite")
+    if any(name != "model" for name in plan.names):
+        rows = serve.baseline_table(ckpt, panel, plan, list(spec.quantiles), spec.median)
+        if table is None:
+            table = np.full((len(panel), *rows.shape[1:]), np.nan)
+        table[[i for i, name in enumerate(plan.names) if name != "model"]] = rows
+    assert table is not None
+    _check_finite(table, [sid for sid, _ in panel], data_path)
+    return columns, table
+
+
+def _columns(ckpt: Checkpoint) -> list[str]:
+    """The forecast's value columns: one per target, then one per target and quantile level."""
+    columns = list(ckpt.targets)
+    for level in quantile_levels(ckpt.config.train):
+        columns += [f"{t}_{metrics.quantile_name(level)}" for t in ckpt.targets]
+    return columns
 
 
 def _forecast_table(
@@ -271,11 +321,13 @@ def evaluate_checkpoint(
     season: int | None = None,
     report_path: Path | None = None,
     plot: Path | None = None,
+    select: str | None = None,
 ) -> EvaluateOutcome:
     """Rolling-origin backtest of a checkpoint, by default over its own test period (each series' own).
 
     Without --end the data is cut where training cut it (data.end), so the default test period is
-    exactly the one training held out.
+    exactly the one training held out. The forecasts predict would serve (train.select, or
+    `select`) are scored as "selected" next to the pure model when they differ.
     """
     check_targets(report_path, plot)  # before any work: a FIFO or folder there is refused now, not at the end
     with reporter.timed("load"):
@@ -287,12 +339,18 @@ def evaluate_checkpoint(
     use_threads(ckpt.config.train)
     with reporter.timed("windows"):
         ds = _dataset_for(ckpt, model, panel, reporter)
-    chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride)
+    chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride, reporter)
     with reporter.timed("forecast"):
         bt = evaluate.run(model, ds, chosen)
     _check_finite(bt.forecast, [ds.ids[int(k)] for k in bt.series], data_path)
+    mode = select or ckpt.config.train.select
+    choice = _choice(ckpt, ds, mode)
     with reporter.timed("score"):
-        result = evaluate.score(bt, ds, season or calendar.season_length(ckpt.freq))
+        result = evaluate.score(bt, ds, season or calendar.season_length(ckpt.freq), choice)
+    if choice is not None:
+        scored = set(bt.series.tolist())
+        mix = [name for k, name in enumerate(choice) if k in scored]
+        result["selection"] = {"mode": mode, "mix": {n: mix.count(n) for n in baselines.FORECASTERS}}
     first = panel[int(bt.series[0])][1].label(int(bt.origins[0] - ds.offsets[bt.series[0]]))
     last = panel[int(bt.series[-1])][1].label(int(bt.origins[-1] - ds.offsets[bt.series[-1]]))
     result.update(
@@ -316,6 +374,14 @@ def evaluate_checkpoint(
     return EvaluateOutcome(result, bt, ds, written)
 
 
+def _choice(ckpt: Checkpoint, ds: Dataset, mode: str) -> list[str] | None:
+    """The forecaster predict serves each series of `ds` with, or None when that is the model everywhere."""
+    sel = ckpt.selection
+    if sel is None or mode == "model":
+        return None
+    return [sel.choice(sid, mode) or sel.overall(mode) for sid in ds.ids]
+
+
 def _origins(
     ckpt: Checkpoint,
     source: Path,
@@ -325,17 +391,27 @@ def _origins(
     start: str | None,
     end: str | None,
     stride: int,
+    reporter: Reporter,
 ) -> np.ndarray:
-    """The forecast origins (rows of the dataset) in the chosen period, every `stride`-th."""
+    """The forecast origins (rows of the dataset) in the chosen period, every `stride`-th.
+
+    In the test period, a series too short for its own split is skipped (and named), as in training.
+    """
     spec, split = ckpt.spec(), ckpt.config.data.split
     use_test_part = start is None and ckpt.test_start is None
     if use_test_part and split.test == 0:
         raise DataError(f"{source} was trained without a test part — pass --start to choose the origins")
-    chosen = []
+    chosen, skipped = [], []
     for i, (sid, series) in enumerate(panel):
         if use_test_part:  # each series' own test part, split as in training
             where = f"{data_path}" + (f": series {shown(sid)}" if sid is not None else "")
-            parts = check_length(series.rows, spec.lookback, spec.horizon, split.val, split.test, where)
+            try:
+                parts = check_length(series.rows, spec.lookback, spec.horizon, split.val, split.test, where)
+            except DataError:
+                if len(panel) == 1:
+                    raise
+                skipped.append(str(sid))
+                continue
             local = origins(parts, spec.lookback, spec.horizon)["test"].array()
         else:
             local = np.arange(spec.lookback, series.rows - spec.horizon + 1)
@@ -343,7 +419,13 @@ def _origins(
         if end is not None:
             local = local[local + spec.horizon - 1 <= _row_at(series, end, "--end")]
         chosen.append(local[::stride] + ds.offsets[i])
-    every = np.concatenate(chosen)
+    if skipped:
+        reporter.info(
+            f"skipped {len(skipped)} of {len(panel)} series too short for their test part "
+            f"(e.g. {', '.join(shown(s, 40) for s in skipped[:3])})"
+        )
+        reporter.detail(f"series skipped as too short: {', '.join(shown(s, 80) for s in skipped)}")
+    every = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
     if not len(every):
         raise DataError(
             f"no forecast origins in {data_path} with lookback {spec.lookback} and horizon {spec.horizon} in the "
@@ -389,6 +471,16 @@ def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Report
         "data period": " … ".join(map(str, ckpt.data_period or ["?"])),
         "series": 1 if ckpt.series is None else len(ckpt.series),
     }
+    if ckpt.selection is not None:
+        sel, mode = ckpt.selection, cfg.train.select
+        mix = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in sel.mix(mode).items())
+        mase = ", ".join(
+            f"{name.replace('_', ' ')} {baselines.mean(v) or float('nan'):.4g}" for name, v in sel.scores.items()
+        )
+        card["served by"] = f"{mix} series (train.select: {mode}; validation MASE {mase}); new series: " + sel.overall(
+            mode
+        ).replace("_", " ")
+    card["fallback"] = f"{cfg.predict.fallback} ({serve.fallback_for(ckpt, cfg.predict.fallback).replace('_', ' ')})"
     for key in ("mae", "rmse"):
         if m.get(f"test_{key}") is not None:
             naive = m.get("seasonal_naive", {}).get(f"test_{key}", float("nan"))

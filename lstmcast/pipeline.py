@@ -29,6 +29,8 @@ import torch
 
 from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks, sources
 from lstmcast.atomic import check_targets, ensure_dir, write_text
+from lstmcast.baselines import Selection
+from lstmcast.baselines import mean as baselines_mean
 from lstmcast.checkpoint import Checkpoint, RunState
 from lstmcast.config import Config, DataConfig, TrainConfig, quantile_levels, to_yaml
 from lstmcast.cores import FairShare
@@ -113,6 +115,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
             f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split "
             f"(e.g. {', '.join(shown(s, 40) for s in skipped[:3])}; all are listed in metrics.json)"
         )
+        reporter.detail(f"series skipped as too short: {', '.join(shown(s, 80) for s in skipped)}")
     names = calendar.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
     return Prepared(kept, splits, data_path, names, skipped)
 
@@ -234,10 +237,12 @@ class _Run:
         if not self.world.main:  # every rank holds the same weights; rank 0 scores and writes them
             return TrainOutcome(self.out_dir, self.out_dir / "model.pt", {})
         with self.reporter.timed("score"):
-            scores = _score(model, ds, prep, self.cfg)
+            selection = evaluate.select(model, ds, calendar.season_length(prep.freq))
+            scores = _score(model, ds, prep, self.cfg, selection)
         scores.update(self._run_facts(model, ds, prep, started))
+        self._report_selection(selection)
         with self.reporter.timed("write"):
-            path = self._write_outputs(prep, dims, scaler, scores)
+            path = self._write_outputs(prep, dims, scaler, scores, selection)
         self.state_path.unlink(missing_ok=True)  # finished: nothing left to resume
         self.reporter.info(_final_line(self.results, scores))
         return TrainOutcome(self.out_dir, path, scores)
@@ -337,7 +342,29 @@ class _Run:
             "skipped_series": prep.skipped,
         }
 
-    def _write_outputs(self, prep: Prepared, dims: Dims, scaler: Scaler, scores: dict[str, Any]) -> Path:
+    def _report_selection(self, selection: Selection | None) -> None:
+        """One line on what validation chose: how many series each forecaster serves, and a few that switched."""
+        mode = self.cfg.train.select
+        if selection is None:
+            if mode == "best":
+                self.reporter.info(
+                    "train.select: best found no validation windows (data.split.val is 0): "
+                    "the model serves every series"
+                )
+            return
+        mix = selection.mix(mode)
+        switched = [str(sid) for sid in selection.ids if sid is not None and selection.choice(sid, mode) != "model"]
+        text = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in mix.items() if n)
+        if switched:
+            text += f" (e.g. {', '.join(shown(s, 40) for s in switched[:3])})"
+        self.reporter.info(
+            f"forecaster per series, chosen on {selection.windows} validation windows (train.select: {mode}): {text}; "
+            f"new series: {selection.overall(mode).replace('_', ' ')}"
+        )
+
+    def _write_outputs(
+        self, prep: Prepared, dims: Dims, scaler: Scaler, scores: dict[str, Any], selection: Selection | None
+    ) -> Path:
         write_text(self.out_dir / "config.yaml", to_yaml(self.cfg))
         write_text(self.out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
         history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(self.results) for p in r.history]
@@ -355,6 +382,7 @@ class _Run:
                 series=None if ids == [None] else [str(sid) for sid in ids],
                 **_periods(prep),
                 metrics=scores,
+                selection=selection,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ),
         )
@@ -526,8 +554,10 @@ def _periods(prep: Prepared) -> dict[str, Any]:
     }
 
 
-def _score(model: Forecaster, ds: Dataset, prep: Prepared, cfg: Config) -> dict[str, Any]:
+def _score(model: Forecaster, ds: Dataset, prep: Prepared, cfg: Config, selection: Selection | None) -> dict[str, Any]:
     """Losses on each part (scaled), and test errors in original units next to naive baselines.
+
+    With a selection, its validation scores and the test errors of the selected forecasts too.
 
     The training loss is measured on at most TRAIN_LOSS_SAMPLE evenly spaced training windows:
     a full pass over millions of windows would cost as much as an epoch and tell nothing more.
@@ -541,19 +571,37 @@ def _score(model: Forecaster, ds: Dataset, prep: Prepared, cfg: Config) -> dict[
     scores: dict[str, Any] = {"loss": cfg.train.loss, "train_loss_windows": len(sample)}
     for part, idx in (("train", sample), ("val", starts["val"]), ("test", starts["test"])):
         scores[f"{part}_loss"] = loss_on(model, ds.data, idx, loss_fn) if len(idx) else None
+    choice = None
+    if selection is not None:
+        scores["selection"] = _selection_summary(selection, cfg.train.select)
+        choice = [selection.choice(sid, cfg.train.select) or "model" for sid in ds.ids]
     if len(ds.parts["test"]):
         bt = evaluate.run(model, ds, ds.parts["test"].array())
-        result = evaluate.score(bt, ds, calendar.season_length(prep.freq))
+        result = evaluate.score(bt, ds, calendar.season_length(prep.freq), choice)
         for name, errors in result["overall"].items():
             flat = {f"test_{k}": v for k, v in errors.items()}
             if name == "model":
                 scores.update(flat)
+            elif name == "selected":  # the forecasts predict serves (train.select), on the same windows
+                scores[name] = flat
             else:  # baselines on exactly the same test windows, so the comparison is like for like
                 scores[name] = {"season": result["season"] if name == "seasonal_naive" else 1, **flat}
         scores["relative_skill"] = result["relative_skill"]
         if "quantiles" in result:
             scores["test_quantiles"] = result["quantiles"]
     return scores
+
+
+def _selection_summary(selection: Selection, mode: str) -> dict[str, Any]:
+    """metrics.json's record of the selection: the mix, the mean validation MASE of each forecaster."""
+    return {
+        "mode": mode,
+        "validation_windows": selection.windows,
+        "mix": selection.mix(mode),
+        "new_series": selection.overall(mode),
+        "validation_mase": {name: baselines_mean(values) for name, values in selection.scores.items()},
+        "switched": [str(sid) for sid in selection.ids if selection.choice(sid, mode) != "model"],
+    }
 
 
 def _final_line(results: list[FitResult], scores: dict[str, Any]) -> str:
@@ -565,10 +613,13 @@ def _final_line(results: list[FitResult], scores: dict[str, Any]) -> str:
         val = scores.get("val_loss")
         return done + (f"validation loss {val:.4g}" if val is not None else "no held-out data")
     naive, last = scores["seasonal_naive"], scores["naive"]
-    return done + (
+    line = done + (
         f"test MAE {scores['test_mae']:.4g} (seasonal naive {naive['test_mae']:.4g}, naive {last['test_mae']:.4g}), "
         f"test RMSE {scores['test_rmse']:.4g} (seasonal naive {naive['test_rmse']:.4g}, naive {last['test_rmse']:.4g})"
     )
+    if scores.get("selection", {}).get("switched") and "selected" in scores:
+        line += f"; as served (per-series selection): test MAE {scores['selected']['test_mae']:.4g}"
+    return line
 
 
 # ---------------------------------------------------------------------------- validate

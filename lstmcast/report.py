@@ -31,9 +31,17 @@ def _fmt(x: float | None) -> str:
 class Reporter:
     """Messages and training progress for one command run."""
 
-    def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False, interactive: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        quiet: bool = False,
+        interactive: bool | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.stream: IO[str] | None = stream if stream is not None else sys.stderr  # None: stderr is closed
         self.quiet = quiet
+        self.verbose = verbose and not quiet
         if interactive is None:
             interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interactive = interactive and not quiet and self.stream is not None
@@ -48,6 +56,10 @@ class Reporter:
 
     def warning(self, message: str) -> None:
         self._emit("warning", f"warning: {message}")
+
+    def detail(self, message: str) -> None:
+        """Log files always; the terminal with --verbose: long lists such as every series skipped."""
+        self._emit("info" if self.verbose else "record", message)
 
     def record(self, message: str) -> None:
         """Log files only: for results the command also prints on stdout."""

@@ -1,10 +1,10 @@
 """Writers: lstmcast's tables out of the process.
 
-Owns the forecast table ([series id,] time label, one column per target and quantile) as CSV,
-Parquet (pyarrow, `lstmcast[parquet]`) or rows of a database table (`lstmcast.sqlsink`), the
-`model_id` that keys forecasts, and report tables such as the training history. Files are written
-atomically (`lstmcast.atomic.atomic_write`: a temporary file in the same folder, fsync, then a
-rename), so a reader never sees half a file; a database table gets one transaction per run.
+Owns the forecast table ([series id,] time label, one column per target and quantile, forecaster)
+as CSV, Parquet (pyarrow, `lstmcast[parquet]`) or rows of a database table (`lstmcast.sqlsink`),
+the `model_id` that keys forecasts, and report tables such as the training history. Files are
+written atomically (`lstmcast.atomic.atomic_write`: a temporary file in the same folder, fsync,
+then a rename), so a reader never sees half a file; a database table gets one transaction per run.
 """
 
 from __future__ import annotations
@@ -27,18 +27,21 @@ def write_forecast(
     label_name: str,
     ids: list[str | None],
     series_col: str | None,
+    forecasters: list[str],
 ) -> None:
-    """Write a forecast: [series id,] time label, one column per target (and quantile).
+    """Write a forecast: [series id,] time label, one column per target (and quantile), forecaster.
 
-    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is set.
-    `path` ending in .parquet is written as Parquet, a `sqlsink.Table` as rows of that table, anything else as CSV.
+    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is
+    set. The last column names what produced each row: model, seasonal_naive or naive. `path`
+    ending in .parquet is written as Parquet, a `sqlsink.Table` as rows of that table, else as CSV.
     """
     parts = []
-    for sid, idx, block in zip(ids, labels, values, strict=True):
+    for sid, idx, block, name in zip(ids, labels, values, forecasters, strict=True):
         part = pd.DataFrame(block, columns=columns)
         part.insert(0, label_name, idx)
         if series_col is not None:
             part.insert(0, series_col, sid)
+        part["forecaster"] = name
         parts.append(part)
     write_output(path, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0], label_name, series_col)
 

@@ -13,7 +13,7 @@ what was there before — no row of a failed run is ever visible.
     target_time  timestamp  NOT NULL  the time forecast (bigint row number without timestamps)
     model_id     text       NOT NULL  first 16 hex digits of the SHA-256 of model.pt (`sinks.model_id`)
     step         integer    NOT NULL  1 … horizon
-    forecaster   text       NOT NULL  model, seasonal_naive or naive (model when the forecast has no such column)
+    forecaster   text       NOT NULL  model, seasonal_naive or naive: the forecast's forecaster column
     issued_at    timestamp with time zone NOT NULL  when the run wrote the row (UTC)
     <target>, <target>_q10, …  double precision  one per forecast column, as in the CSV
     PRIMARY KEY (series, origin, target_time, model_id)

@@ -43,7 +43,8 @@ TINY = {
     "data": {"path": "series.csv", "timestamp": "timestamp", "target": "load", "features": ["temp"]},
     "window": {"lookback": 48, "horizon": 12},
     "model": {"hidden_size": 8, "num_layers": 2, "dropout": 0.0, "patch": 12},
-    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 0, "threads": 1},
+    # select: model keeps the model serving the series (tests of selection set best explicitly)
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 0, "threads": 1, "select": "model"},
     "output": {"dir": "run"},
 }
 

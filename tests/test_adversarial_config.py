@@ -181,6 +181,8 @@ CASES: list[tuple[str, Callable[[Path], list], tuple[str, ...]]] = [
             f / "series.csv",
             "--out",
             f / "run" / "forecast.csv",
+            "--fallback",
+            "error",
         ],
         ("not finite", "nothing was written"),
     ),

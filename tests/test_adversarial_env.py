@@ -224,7 +224,7 @@ def digest(path: Path) -> str:
 
 def is_forecast(path: Path) -> bool:
     frame = pd.read_csv(path)
-    return list(frame.columns) == ["timestamp", "load"] and len(frame) == 12
+    return list(frame.columns) == ["timestamp", "load", "forecaster"] and len(frame) == 12
 
 
 def stays(path: Path, test: Callable[[int], bool]) -> Callable[[Result], None]:

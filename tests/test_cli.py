@@ -36,7 +36,7 @@ def test_train_then_predict_writes_every_output(project):
     assert predicted.code == 0, predicted.stderr
     assert str(run / "forecast.csv") in predicted.stdout
     forecast = pd.read_csv(run / "forecast.csv", parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["timestamp", "load"] and len(forecast) == 12
+    assert list(forecast.columns) == ["timestamp", "load", "forecaster"] and len(forecast) == 12
     last = pd.Timestamp(pd.read_csv(project / "series.csv")["timestamp"].iloc[-1])
     assert list(forecast["timestamp"]) == list(pd.date_range(last, periods=13, freq="h")[1:])
     assert forecast["load"].between(0, 20).all()  # original units (the sine lives in 7–13)
@@ -121,7 +121,9 @@ def test_predict_data_errors(project):
     model = project / "run" / "model.pt"
     frame = pd.read_csv(project / "series.csv")
     frame.tail(30).to_csv(project / "short.csv", index=False)
-    assert_user_error(cli("predict", model, "--data", project / "short.csv"), "30 rows", "last 48")
+    assert_user_error(
+        cli("predict", model, "--data", project / "short.csv", "--fallback", "error"), "30 rows", "lookback 48"
+    )
     frame.drop(columns=["temp"]).to_csv(project / "nofeature.csv", index=False)
     assert_user_error(cli("predict", model, "--data", project / "nofeature.csv"), "'temp' not found", "'load'")
 
@@ -178,7 +180,7 @@ def test_other_frequency_and_no_timestamp(tmp_path):
     assert cli("train", tmp_path / "steps.yaml", "--out", tmp_path / "s", "--quiet").code == 0
     assert cli("predict", tmp_path / "s" / "model.pt", "--data", tmp_path / "steps.csv").code == 0
     steps = pd.read_csv(tmp_path / "s" / "forecast.csv")
-    assert list(steps.columns) == ["step", "load"] and list(steps["step"]) == list(range(300, 312))
+    assert list(steps.columns) == ["step", "load", "forecaster"] and list(steps["step"]) == list(range(300, 312))
 
 
 def test_multiple_targets_are_forecast_together(tmp_path):
@@ -191,7 +193,7 @@ def test_multiple_targets_are_forecast_together(tmp_path):
         ).code
         == 0
     )
-    assert list(pd.read_csv(tmp_path / "f.csv").columns) == ["timestamp", "load", "temp"]
+    assert list(pd.read_csv(tmp_path / "f.csv").columns) == ["timestamp", "load", "temp", "forecaster"]
 
 
 def test_forecast_written_atomically_over_the_previous_one(project, monkeypatch):

@@ -67,7 +67,7 @@ def test_quantile_training_writes_monotone_columns_and_evaluate_reports_coverage
     model = project / "run" / "model.pt"
     assert cli("predict", model, "--data", project / "series.csv", "--out", project / "f.csv").code == 0
     forecast = pd.read_csv(project / "f.csv")
-    assert list(forecast.columns) == ["timestamp", "load", "load_q10", "load_q50", "load_q90"]
+    assert list(forecast.columns) == ["timestamp", "load", "load_q10", "load_q50", "load_q90", "forecaster"]
     assert (forecast["load_q10"] <= forecast["load_q50"]).all() and (forecast["load_q50"] <= forecast["load_q90"]).all()
     assert np.allclose(forecast["load"], forecast["load_q50"])
 

@@ -52,7 +52,7 @@ def test_many_series_train_and_forecast_in_long_format(panel_project):
     assert predicted.code == 0, predicted.stderr
     assert "for 3 series" in predicted.stdout
     forecast = pd.read_csv(panel_project / "run" / "forecast.csv", parse_dates=["timestamp"])
-    assert list(forecast.columns) == ["meter", "timestamp", "load"]
+    assert list(forecast.columns) == ["meter", "timestamp", "load", "forecaster"]
     for sid, (start, rows, level) in SPECS.items():
         part = forecast[forecast["meter"] == sid]
         last = pd.Timestamp(start) + pd.Timedelta(hours=rows - 1)
@@ -133,7 +133,11 @@ def test_series_embedding_and_per_series_evaluation(panel_project):
     mean_mase = np.mean([row["model"]["mase"] for row in report["per_series"]])
     assert report["overall"]["model"]["mase"] == pytest.approx(mean_mase)
     long_csv(panel_project / "new.csv", {"new": ("2024-03-01", 200, 300.0)})
-    assert_user_error(cli("predict", model, "--data", panel_project / "new.csv"), "'new' was not in the training data")
+    assert_user_error(
+        cli("predict", model, "--data", panel_project / "new.csv", "--fallback", "error"),
+        "1 series ('new')",
+        "not in training",
+    )
 
 
 def test_calendar_features_for_known_timestamps():

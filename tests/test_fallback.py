@@ -1,0 +1,180 @@
+"""Every series gets a forecast: the model where it can and validation says it helps, a labelled baseline elsewhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmcast import checkpoint
+from lstmcast.baselines import FORECASTERS, Selection
+
+from .conftest import assert_user_error, cli, write_config
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def panel_csv(path: Path, ids: list[str], rows: dict[str, int], walks: set[str], seed: int = 0) -> Path:
+    """Hourly series: noisy daily sines, or random walks (for which repeating the last value is hard to beat)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, sid in enumerate(ids):
+        n = rows.get(sid, 300)
+        t = np.arange(n)
+        if sid in walks:
+            load = 100 + np.cumsum(rng.normal(0, 2, n))
+        else:
+            load = 10 * (k + 1) + 3 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.2, n)
+        stamps = pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M")
+        parts.append(pd.DataFrame({"meter": sid, "timestamp": stamps, "load": load.round(4)}))
+    pd.concat(parts).to_csv(path, index=False)
+    return path
+
+
+IDS = [f"s{k}" for k in range(10)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quantile model over 9 long series (s9 is too short for training), chosen per series on validation."""
+    folder = tmp_path_factory.mktemp("fallback")
+    panel_csv(folder / "series.csv", IDS, {"s9": 40}, walks={"s7", "s8"})
+    write_config(
+        folder,
+        {
+            "data": {"series_id": "meter", "features": []},
+            "train": {"select": "best", "loss": "quantile", "quantiles": [0.1, 0.5, 0.9]},
+        },
+    )
+    result = cli("train", folder / "config.yaml", "--verbose", "--log-file", folder / "train.txt")
+    assert result.code == 0, result.stderr
+    return folder
+
+
+def test_selection_is_stored_with_its_validation_scores_and_followed_by_predict(trained):
+    ckpt = checkpoint.load(trained / "run" / "model.pt")
+    sel = ckpt.selection
+    assert sel is not None and sel.ids == ckpt.series and len(ckpt.series) == 9
+    metrics = json.loads((trained / "run" / "metrics.json").read_text())
+    assert metrics["skipped_series"] == ["s9"] and metrics["selection"]["mode"] == "best"
+    for k, sid in enumerate(sel.ids):  # each series is served by the forecaster with its lowest validation MASE
+        scores = {name: sel.scores[name][k] for name in FORECASTERS}
+        assert sel.choice(sid, "best") == min(scores, key=lambda n: (scores[n], n != "model"))
+    assert sum(metrics["selection"]["mix"].values()) == 9
+    out = trained / "served.csv"
+    result = cli("predict", trained / "run" / "model.pt", "--data", trained / "series.csv", "--out", out, "--json")
+    assert result.code == 0, result.stderr
+    forecast = pd.read_csv(out)
+    served = forecast.groupby("meter")["forecaster"].agg(set)
+    for sid in sel.ids:
+        assert served[sid] == {sel.choice(sid, "best")}
+    summary = json.loads(result.stdout)
+    assert summary["forecasters"] == {
+        n: int((forecast.groupby("meter")["forecaster"].first() == n).sum()) for n in FORECASTERS
+    }
+
+
+def test_select_model_serves_every_long_series_with_the_model(trained):
+    out = trained / "model_only.csv"
+    result = cli(
+        "predict", trained / "run" / "model.pt", "--data", trained / "series.csv", "--out", out, "--select", "model"
+    )
+    assert result.code == 0, result.stderr
+    forecast = pd.read_csv(out)
+    by_series = forecast.groupby("meter")["forecaster"].first()
+    assert set(by_series.drop("s9")) == {"model"}
+    assert by_series["s9"] in ("seasonal_naive", "naive")  # 40 rows < lookback 48: the model cannot serve it
+
+
+def test_short_and_new_series_are_forecast_by_a_labelled_baseline_with_quantiles(trained):
+    data = panel_csv(trained / "new.csv", [*IDS, "fresh"], {"s9": 40, "s3": 20, "fresh": 200}, walks={"s7", "s8"})
+    out = trained / "all.csv"
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "naive", "--json")
+    assert result.code == 0, result.stderr
+    forecast = pd.read_csv(out)
+    assert forecast["meter"].nunique() == 11 and len(forecast) == 11 * 12
+    assert list(forecast.columns) == ["meter", "timestamp", "load", "load_q10", "load_q50", "load_q90", "forecaster"]
+    rows = pd.read_csv(data)
+    for sid in ("s9", "s3"):  # shorter than the lookback: naive repeats the last value
+        mine = forecast[forecast["meter"] == sid]
+        assert set(mine["forecaster"]) == {"naive"}
+        assert np.allclose(mine["load"], rows[rows["meter"] == sid]["load"].iloc[-1])
+    values = forecast[["load_q10", "load_q50", "load_q90"]].to_numpy()
+    assert np.isfinite(values).all() and (np.diff(values, axis=1) >= 0).all()
+    assert np.allclose(forecast["load"], forecast["load_q50"])
+    fallback = forecast[forecast["forecaster"] != "model"]
+    assert (fallback["load_q90"] > fallback["load_q10"]).all()  # a real interval, from validation residuals
+    summary = json.loads(result.stdout)
+    assert summary["not_model"]["short"] == {"count": 2, "examples": ["s3", "s9"]}
+    assert sum(summary["forecasters"].values()) == 11
+
+
+def test_seasonal_naive_fallback_repeats_the_last_day(trained):
+    data = panel_csv(trained / "short.csv", ["s0"], {"s0": 30}, walks=set())
+    out = trained / "short_forecast.csv"
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "seasonal_naive")
+    assert result.code == 0, result.stderr
+    assert "shorter than window.lookback" in result.stderr
+    history = pd.read_csv(data)["load"].to_numpy()
+    forecast = pd.read_csv(out)
+    assert set(forecast["forecaster"]) == {"seasonal_naive"}
+    assert np.allclose(forecast["load"], history[-24:][np.arange(12) % 24])
+
+
+def test_fallback_error_refuses_naming_how_many_and_which(trained):
+    data = panel_csv(trained / "refuse.csv", IDS, {"s9": 40, "s2": 10}, walks=set())
+    out = trained / "refused.csv"
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "error")
+    assert_user_error(result, "2 series", "s2", "s9", "window.lookback", "--fallback")
+    assert not out.exists()
+
+
+def test_evaluate_scores_the_selected_forecasts_and_reports_the_mix(trained):
+    report = trained / "report.json"
+    result = cli("evaluate", trained / "run" / "model.pt", "--data", trained / "series.csv", "--report", report)
+    assert result.code == 0, result.stderr
+    assert "selected" in result.stdout and "skipped 1 of 10 series" in result.stderr
+    data = json.loads(report.read_text())
+    assert set(data["overall"]) == {"model", "seasonal_naive", "naive", "selected"}
+    assert sum(data["selection"]["mix"].values()) == 9
+    for row in data["per_series"]:  # per series, "selected" is exactly the chosen forecaster's score
+        chosen = checkpoint.load(trained / "run" / "model.pt").selection.choice(row["series"], "best")
+        assert row["selected"] == row[chosen]
+
+
+def test_skipped_series_are_named_in_the_log_with_verbose(trained):
+    log = (trained / "train.txt").read_text()
+    assert "series skipped as too short: 's9'" in log
+
+
+def test_a_checkpoint_written_before_selection_serves_with_the_model(tmp_path):
+    old = checkpoint.load(FIXTURES / "checkpoint_v2.pt")
+    assert old.selection is None and old.config.train.select == "model"
+    out = tmp_path / "f.csv"
+    result = cli("predict", FIXTURES / "checkpoint_v2.pt", "--data", FIXTURES / "series.csv", "--out", out)
+    assert result.code == 0, result.stderr
+    assert set(pd.read_csv(out)["forecaster"]) == {"model"}
+
+
+def test_selection_rules():
+    sel = Selection(
+        ["a", "b", "c"],
+        {"model": [1.0, 2.0, None], "seasonal_naive": [1.0, 1.5, None], "naive": [3.0, 1.2, None]},
+        windows=6,
+    )
+    assert [sel.choice(s, "best") for s in "abc"] == ["model", "naive", "model"]  # a tie keeps the model
+    assert sel.choice("zz", "best") is None and sel.choice("b", "model") == "model"
+    assert sel.overall() == "seasonal_naive"  # means 1.5, 1.25, 2.1
+    assert sel.best_baseline() == "seasonal_naive"
+    assert sel.mix("best") == {"model": 2, "seasonal_naive": 0, "naive": 1}
+    assert Selection.from_dict(sel.to_dict()) == sel
+    with pytest.raises(ValueError):
+        Selection.from_dict({**sel.to_dict(), "scores": {"model": [1.0, 2.0, None]}})
+
+
+def test_a_column_named_forecaster_is_refused(tmp_path):
+    config = write_config(tmp_path, {"data": {"target": "forecaster"}})
+    assert_user_error(cli("validate", config), "'forecaster'", "rename")
