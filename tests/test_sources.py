@@ -115,6 +115,15 @@ def test_forecasts_into_a_sqlite_table_twice_are_there_once_and_parquet_matches(
     assert list(step) == list(range(1, HORIZON + 1)) and set(origin) == {target[0]}
     assert [t[:19] for t in target] == csv["timestamp"].tolist()
     np.testing.assert_allclose(load, csv["load"], rtol=1e-7)
+    # history too short for the model (40 rows, lookback 48), ending earlier: a baseline serves it, labelled so
+    short = tmp_path / "short.csv"
+    pd.read_csv(base / "series.csv").iloc[200:240].to_csv(short, index=False)
+    assert cli("predict", model, "--data", short, "--out", tmp_path / "short-f.csv", "--quiet").code == 0
+    assert cli("predict", model, "--data", short, "--out", sqlite_url(db), "--quiet").code == 0
+    baseline = [r for r in rows_of(db) if r[1] != origin[0]]
+    expected = pd.read_csv(tmp_path / "short-f.csv")
+    assert len(rows_of(db)) == 2 * HORIZON and len(baseline) == HORIZON
+    assert [r[5] for r in baseline] == expected["forecaster"].tolist() and baseline[0][5] != "model"
     out = tmp_path / "f.parquet"
     assert cli("predict", model, "--data", base / "series.parquet", "--out", out, "--quiet").code == 0
     parquet = pd.read_parquet(out)
