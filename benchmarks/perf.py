@@ -1,6 +1,6 @@
 """Where lstmcast's time goes, each figure measured side by side with its bare baseline in one run.
 
-    python benchmarks/perf.py [--windows 200000] [--rows 1000000]
+    python benchmarks/perf.py [--windows 200000] [--rows 1000000] [--source-rows 10000000] [--figures 1,2,…,7]
 
 1. Training overhead: one epoch of lstmcast's loop (WindowSet gathering, loss, clipping, AdamW,
    progress callbacks) against a bare loop over pre-built tensors doing nn.LSTM forward +
@@ -16,6 +16,10 @@
 5. Batch inference: lstmcast's batched forecasting of 10,000 windows against a bare batched
    nn.LSTM forward over the same windows.
 6. Threads: the training epoch with 1 thread against 2.
+7. Sources: the validated load of the same --source-rows rows (timestamp, value) from a CSV, a
+   Parquet file (typed times, row groups of 1,000,000) and a SQLite table (times as text, as SQLite
+   keeps them), each in its own process: seconds, rows/s and peak RSS side by side, against the
+   peak RSS of importing lstmcast.frame (pandas, and pyarrow when installed) alone.
 """
 
 from __future__ import annotations
@@ -176,14 +180,68 @@ def predict_startup(folder: Path, m4_dir: Path) -> tuple[float, str]:
     return wall([*cmd, str(folder / "m4.csv"), "--out", str(folder / "f.csv")], repeats=3), what
 
 
+def write_sources(folder: Path, rows: int) -> dict[str, tuple[str, str | None]]:
+    """The same rows as a CSV, a Parquet file and a SQLite table: name → (location, query)."""
+    import sqlite3
+
+    csv = folder / "rows.csv"
+    write_long_series(csv, rows)
+    parquet, db = folder / "rows.parquet", folder / "rows.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE rows (timestamp TEXT, y REAL)")
+        for chunk in pd.read_csv(csv, chunksize=1_000_000):
+            con.executemany("INSERT INTO rows VALUES (?, ?)", chunk.itertuples(index=False, name=None))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for chunk in pd.read_csv(csv, chunksize=1_000_000, parse_dates=["timestamp"]):
+        table = pa.Table.from_pandas(chunk, preserve_index=False)
+        writer = writer or pq.ParquetWriter(parquet, table.schema)
+        writer.write_table(table)
+    writer.close()
+    return {"CSV": (str(csv), None), "Parquet": (str(parquet), None), "SQLite": (f"sqlite:///{db}", "rows")}
+
+
+def source_loads(folder: Path, rows: int) -> list[tuple[str, float, float]]:
+    """(source, seconds, peak RSS MiB) of loading each source in a fresh process; first the import alone."""
+    probe = (
+        "import sys, time; from lstmcast.frame import load_series; from lstmcast.sources import Source; "
+        "t = time.perf_counter(); "
+        "s = load_series(Source(sys.argv[1], sys.argv[2] or None), timestamp='timestamp', target=['y'], features=[]); "
+        "assert s.rows == int(sys.argv[3]); print(time.perf_counter() - t, file=sys.stderr)"
+    )
+    results = [("import lstmcast.frame", 0.0, peak_rss_of([sys.executable, "-c", "import lstmcast.frame"]))]
+    for name, (location, query) in write_sources(folder, rows).items():
+        cmd = [sys.executable, "-c", probe, location, query or "", str(rows)]
+        subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
+        timed = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        results.append((name, float(timed.stderr.strip().splitlines()[-1]), peak_rss_of(cmd)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=200_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=10_000_000)
+    parser.add_argument("--source-rows", type=int, default=10_000_000)
+    parser.add_argument("--figures", default="1,2,3,4,5,6,7", help="which figures to measure, e.g. 7")
     parser.add_argument("--m4-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "m4")
     args = parser.parse_args()
     print(f"perf — {date.today()} — {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    figures = {int(f) for f in args.figures.split(",")}
+    if 7 in figures:
+        with tempfile.TemporaryDirectory() as tmp:
+            loads = source_loads(Path(tmp), args.source_rows)
+        print(f"7. loading {args.source_rows:,} rows (timestamp, value), each source in its own process:")
+        print("| source | seconds | rows/s | peak RSS | above the import |")
+        print("|---|---|---|---|---|")
+        for name, seconds, rss in loads:
+            speed = f"{args.source_rows / seconds:,.0f}" if seconds else "–"
+            print(f"| {name} | {seconds:.2f} | {speed} | {rss:,.0f} MiB | {rss - loads[0][2]:,.0f} MiB |")
+    if figures <= {7}:
+        return
     rows = []
 
     torch.set_num_threads(2)

@@ -90,9 +90,12 @@ def _instead(kind: str) -> str:
 
 
 def check_targets(*paths: Path | str | None) -> None:
-    """Refuse, before any work, output paths that `atomic_write` would refuse (templates are checked later)."""
+    """Refuse, before any work, output paths that `atomic_write` would refuse (templates are checked later).
+
+    A destination that is not a path (a database table) is checked by its own writer.
+    """
     for path in paths:
-        if path is not None and "{" not in str(path):
+        if isinstance(path, str | Path) and "{" not in str(path):
             write_target(Path(path))
 
 
@@ -140,8 +143,10 @@ def render_path(template: str | Path, **fields: Any) -> Path:
     """Fill `{run_date:%Y-%m-%d}`-style placeholders in an output path.
 
     `run_date` (now, local time) is always available; callers add others (predict adds `origin`,
-    the first forecast timestamp).
+    the first forecast timestamp). A destination that is not a path (a database table) is returned as it is.
     """
+    if not isinstance(template, str | Path):
+        return template
     text = str(template)
     if "{" not in text:
         return Path(text)

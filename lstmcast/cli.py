@@ -358,13 +358,72 @@ JsonOpt = Annotated[
 ]
 
 
-def _load(config: Path, overrides: list[str] | None, data: Path | None, out: Path | None = None) -> Any:
+QueryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        help="With a database URL as --data: a table name or a SELECT (overrides data.query).",
+        show_default=False,
+    ),
+]
+
+
+def _load(
+    config: Path, overrides: list[str] | None, data: str | None, out: Path | None = None, query: str | None = None
+) -> Any:
     from lstmcast.atomic import render_path
     from lstmcast.config import load_config
 
+    _check_query(data, query)
     # Paths typed on the command line are relative to the working directory.
-    values = {"data.path": data, "output.dir": render_path(out) if out is not None else None}
-    return load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
+    values = {"data.path": data, "data.query": query, "output.dir": render_path(out) if out is not None else None}
+    cfg = load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
+    if cfg.data.path is not None:  # an optional extra the data needs: missing now, not after training
+        from lstmcast.sources import source_of
+
+        source_of(cfg.data.path, cfg.data.query).require()
+    return cfg
+
+
+def _check_query(data: str | None, query: str | None) -> None:
+    from lstmcast.db import is_url
+
+    if query is not None and data is not None and not is_url(data):
+        raise LstmcastError(f"--query reads from a database, but --data {data} is a file — drop --query or give a URL")
+
+
+def _source(data: str | None, query: str | None) -> Any:
+    """--data (a CSV, a Parquet file or folder, or a database URL) and --query, its extras checked before any work.
+
+    Without --query a database URL reads the table or SELECT the checkpoint was trained from (its data.query).
+    """
+    if data is None:
+        return None
+    from lstmcast.sources import source_of
+
+    _check_query(data, query)
+    source = source_of(data, query)
+    source.require(need_query=False)
+    return source
+
+
+def _destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
+    """--out as a path (CSV, or Parquet by its suffix) or, for a database URL, the --table to write into."""
+    from lstmcast.db import is_url, require
+
+    if out is None or not is_url(out):
+        if table is not None:
+            raise LstmcastError(
+                "--table needs --out DATABASE_URL (e.g. --out sqlite:///forecasts.db --table forecasts)"
+            )
+        if out is not None and out.endswith(".parquet"):
+            require("pyarrow", "parquet", "--out *.parquet")
+        return Path(out) if out is not None else None
+    from lstmcast.sqlsink import Table
+
+    destination = Table(out, table or "forecasts", Path(checkpoint))
+    destination.require()
+    return destination
 
 
 def _emit_json(summary: dict[str, Any]) -> None:
@@ -377,7 +436,11 @@ def _emit_json(summary: dict[str, Any]) -> None:
 @handle_errors
 def train(
     config: ConfigArg,
-    data: Annotated[Path | None, typer.Option(help="CSV to train on (overrides data.path).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="CSV, Parquet file or folder, or database URL to train on (overrides data.path)."),
+    ] = None,
+    query: QueryOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (overrides output.dir); may hold {run_date:%Y-%m-%d}.")
     ] = None,
@@ -413,7 +476,7 @@ def train(
 ) -> None:
     """Train a model from CONFIG; write model.pt, config.yaml, metrics.json, history.csv, train.log."""
     started = time.perf_counter()
-    cfg = _load(config, set_, data, out)
+    cfg = _load(config, set_, data, out, query)
     if nproc > 1 and not distributed.from_env().distributed:
         from lstmcast import cores
         from lstmcast.launch import run_processes
@@ -432,7 +495,7 @@ def train(
             init_from=init_from,
             refit_scaler=refit_scaler,
             wait=wait,
-            resume_command=_resume_command(config, cfg, data, out, set_ or [], nproc),
+            resume_command=_resume_command(config, cfg, data, out, set_ or [], nproc, query),
         )
         outcome = run(cfg, reporter, options)
     finally:
@@ -453,13 +516,24 @@ def train(
 @handle_errors
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
-    data: Annotated[Path, typer.Option(help="CSV with at least the last window.lookback rows.", show_default=False)],
-    out: Annotated[
-        Path | None,
+    data: Annotated[
+        str,
         typer.Option(
-            help="Forecast CSV [default: forecast.csv beside the checkpoint]; may hold {origin:%Y-%m-%d} "
-            "(the first forecast time) and {run_date:%Y-%m-%d}."
+            help="CSV, Parquet file or folder, or database URL with at least the last window.lookback rows.",
+            show_default=False,
         ),
+    ],
+    query: QueryOpt = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Forecast file, .csv or .parquet [default: forecast.csv beside the checkpoint]; may hold "
+            "{origin:%Y-%m-%d} (the first forecast time) and {run_date:%Y-%m-%d}. Or a database URL (see --table)."
+        ),
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(help="With --out DATABASE_URL: the table to write into, created if missing.", show_default=False),
     ] = None,
     series: Annotated[
         list[str] | None,
@@ -493,8 +567,9 @@ def predict(
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Forecast window.horizon steps past the last row of --data (every series); write them as CSV."""
+    """Forecast window.horizon steps past the last row of --data (every series); write them as CSV, Parquet or rows."""
     started = time.perf_counter()
+    source, destination = _source(data, query), _destination(out, table, checkpoint)
     if plot is not None:
         from lstmcast.plots import require_matplotlib
 
@@ -506,8 +581,8 @@ def predict(
 
         outcome = run(
             checkpoint,
-            data,
-            out,
+            source,
+            destination,
             reporter,
             series,
             plot,
@@ -531,7 +606,11 @@ def predict(
 @handle_errors
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
-    data: Annotated[Path, typer.Option(help="CSV holding the period to backtest and the history before it.")],
+    data: Annotated[
+        str,
+        typer.Option(help="CSV, Parquet or database URL holding the period to backtest and the history before it."),
+    ],
+    query: QueryOpt = None,
     stride: Annotated[int, typer.Option(min=1, help="Steps between forecast origins.")] = 1,
     start: Annotated[
         str | None, typer.Option(help="First forecast time to score [default: the checkpoint's test period].")
@@ -562,6 +641,7 @@ def evaluate(
 ) -> None:
     """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
     started = time.perf_counter()
+    source = _source(data, query)
     reporter = _reporter(quiet, log_file, verbose)
     if plot is not None:
         from lstmcast.plots import require_matplotlib
@@ -573,7 +653,7 @@ def evaluate(
 
         outcome = evaluate_checkpoint(
             checkpoint,
-            data,
+            source,
             reporter,
             start=start,
             end=end,
@@ -651,7 +731,10 @@ def _stdout_console() -> Any:
 @handle_errors
 def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)],
-    data: Annotated[Path | None, typer.Option(help="Also measure the gates on this CSV's windows.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Also measure the gates on this data's windows (CSV, Parquet or URL).")
+    ] = None,
+    query: QueryOpt = None,
     quiet: QuietOpt = False,
     profile: ProfileOpt = False,
     log_file: LogOpt = None,
@@ -659,22 +742,23 @@ def inspect(
 ) -> None:
     """Show a checkpoint's card and, with --data, how its forget/input/output gates behave."""
     started = time.perf_counter()
+    source = _source(data, query)
     reporter = _reporter(quiet or json_output, log_file)
     try:
         with reporter.timed("import"):
             from lstmcast.inference import inspect_checkpoint
 
-        report = inspect_checkpoint(checkpoint, data, reporter)
+        report = inspect_checkpoint(checkpoint, source, reporter)
     finally:
         _close(reporter, started, profile)
     if json_output:
         _emit_json(_summary("inspect", started, **report))
         return
     with _writing_stdout():
-        _print_card(report, data)
+        _print_card(report, source)
 
 
-def _print_card(report: dict[str, Any], data: Path | None) -> None:
+def _print_card(report: dict[str, Any], data: Any) -> None:
     from rich.table import Table
 
     console = _stdout_console()
@@ -739,7 +823,10 @@ def _summary(command: str, started: float, **fields: Any) -> dict[str, Any]:
 @handle_errors
 def validate(
     config: ConfigArg,
-    data: Annotated[Path | None, typer.Option(help="CSV to check (overrides data.path).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="CSV, Parquet file or folder, or database URL to check (overrides data.path).")
+    ] = None,
+    query: QueryOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     profile: ProfileOpt = False,
@@ -748,7 +835,7 @@ def validate(
 ) -> None:
     """Check CONFIG and its data as train would, without training."""
     started = time.perf_counter()
-    cfg = _load(config, set_, data)
+    cfg = _load(config, set_, data, query=query)
     reporter = _reporter(quiet or json_output, log_file)
     try:
         with reporter.timed("import"):
@@ -766,13 +853,17 @@ def validate(
     _stdout("ok")
 
 
-def _resume_command(config: Path, cfg: Any, data: Path | None, out: Path | None, sets: list[str], nproc: int) -> str:
-    """The command that continues this run: the config, --data, --out (as rendered) and --set given, and --resume."""
+def _resume_command(
+    config: Path, cfg: Any, data: str | None, out: Path | None, sets: list[str], nproc: int, query: str | None = None
+) -> str:
+    """The command that continues this run: the config, --data, --query, --out (as rendered), --set, and --resume."""
     import shlex
 
     argv = ["lstmcast", "train", str(config)]
     if data is not None:
         argv += ["--data", str(cfg.data.path)]
+    if query is not None:
+        argv += ["--query", query]
     if out is not None:  # the folder this run used, also when --out held a {run_date} placeholder
         argv += ["--out", str(cfg.output.dir)]
     for item in sets:

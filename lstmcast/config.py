@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lstmcast.db import is_url
 from lstmcast.errors import ConfigError, shown
 
 
@@ -68,8 +69,12 @@ class DataConfig:
     """
 
     path: str | None = knob(
-        None, "CSV to train on; relative to this config file's folder (--data overrides)", path=True
+        None,
+        "CSV (.csv, .csv.gz), Parquet file or folder, or database URL (sqlite:///…, postgresql://…) to train on; "
+        "a path is relative to this config file's folder (--data overrides)",
+        path=True,
     )
+    query: str | None = knob(None, "with a database URL in data.path: a table name or a SELECT (--query overrides)")
     series_id: str | None = knob(None, "column naming the series in a long-format CSV; null = one series")
     timestamp: str | None = knob("timestamp", "column holding each row's time; null numbers the rows 0, 1, 2, …")
     target: list[str] = knob([], "column, or list of columns, to forecast (required)")
@@ -234,6 +239,7 @@ def load_config(
 
     Paths written in the file resolve against the file's folder (cron runs from `/`);
     paths given in overrides resolve against the working directory, where they were typed.
+    Database URLs are left as written.
     """
     path = Path(path)
     raw = parse_yaml(_read_config_text(path), str(path))
@@ -322,7 +328,7 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
             node[part] = child
         node = child
     spec = _field_at(parts)
-    if spec is not None and spec.metadata.get("path") and isinstance(value, (str, Path)):
+    if spec is not None and spec.metadata.get("path") and isinstance(value, (str, Path)) and not is_url(value):
         value = str((Path.cwd() / Path(value).expanduser()).resolve())
     node[parts[-1]] = value
 
@@ -349,7 +355,7 @@ def _resolve_paths(raw: dict[str, Any], cls: type, base: Path) -> None:
         value = raw.get(f.name)
         if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
             _resolve_paths(value, hints[f.name], base)
-        elif f.metadata.get("path") and isinstance(value, str):
+        elif f.metadata.get("path") and isinstance(value, str) and not is_url(value):
             raw[f.name] = str((base / Path(value).expanduser()).resolve())
 
 

@@ -1,10 +1,10 @@
-"""Raw CSV frame → validated, regular, gap-filled series as numpy arrays (`Series`; many in a `Panel`).
+"""Raw frame (CSV, Parquet or query rows) → validated, regular, gap-filled series as numpy arrays (`Series`; many in a `Panel`).
 
 Owns what is checked and repaired once `readers` has read the file: series ids, sorting,
 duplicate times, the data.start/data.end range, the frequency and its grid (`Grid`), the rows
 that give the known future, and filling gaps and empty cells. Every problem becomes a `DataError`
-naming the file (and series), column and row (1-based line numbers as an editor shows them,
-the header being line 1).
+naming the source (and series), column and row (for a CSV, 1-based line numbers as an editor
+shows them, the header being line 1; for Parquet and query results, 1-based row numbers).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pandas.tseries.frequencies import to_offset
 
 from lstmcast.config import DataConfig
 from lstmcast.errors import DataError, shown
-from lstmcast.readers import Lines, numeric_values, parse_times, read_csv, return_freed_memory
+from lstmcast.readers import Lines, numeric_values, parse_times, return_freed_memory
+from lstmcast.sources import Source, read_source, source_of
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class Series:
 Panel = list[tuple[str | None, Series]]
 
 
-def load_series(path: str | Path, **options: Any) -> Series:
-    """Read, validate, sort, regularise and gap-fill one series from a CSV (`load_panel` options)."""
+def load_series(path: str | Path | Source, **options: Any) -> Series:
+    """Read, validate, sort, regularise and gap-fill one series from a source (`load_panel` options)."""
     return load_panel(path, series_id=None, **options)[0][1]
 
 
@@ -122,10 +123,11 @@ class Rules:
     max_gap: int = DataConfig.max_gap
     max_filled: float = DataConfig.max_filled
     last_observed: bool = False  # predict: forecasts start after the last row, so it must not be invented
+    row: str = "line"  # how messages number rows: a CSV's file lines, or the rows of Parquet and queries
 
 
 def load_panel(
-    path: str | Path,
+    path: str | Path | Source,
     *,
     series_id: str | None,
     timestamp: str | None,
@@ -141,6 +143,7 @@ def load_panel(
     max_filled: float = DataConfig.max_filled,
     freq_from: str = "data.freq",
     last_observed: bool = False,
+    query: str | None = None,
 ) -> Panel:
     """Every series of a CSV (long format when `series_id` names a column), each validated on its own.
 
@@ -148,25 +151,28 @@ def load_panel(
     (predict with known-future covariates), each series' rows after its last target value hold the
     `future_features` of the rows to forecast; they are split off into `Series.future`. Gap filling
     may fill at most `max_gap` rows in a row and a `max_filled` share of a series' rows; with
-    `last_observed` (predict), each series' last row must have its targets.
+    `last_observed` (predict), each series' last row must have its targets. `path` is a CSV, a
+    Parquet file or folder, or a `Source` (a database URL and its query; `query` is the one to use
+    when the Source names none, e.g. the checkpoint's data.query).
     """
-    path = Path(path)
+    path = source_of(path, query)
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
-    frame = read_csv(path, wanted, value_cols, timestamp)
-    # The file line of each row, for messages: rows in file order need no array (4 bytes a row) for it.
-    lines: Lines = range(2, len(frame) + 2)
+    frame = read_source(path, wanted, value_cols, timestamp)
+    # The file line (or row) of each row, for messages: rows in file order need no array (4 bytes a row) for it.
+    first, word = path.first_row, path.row_word
+    lines: Lines = range(first, len(frame) + first)
     if series_id is not None:  # rows are grouped by series, so each needs its own line number
-        lines = np.arange(2, len(frame) + 2, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
-    values = numeric_values(frame, value_cols, lines, path)
-    groups = _groups(frame, series_id, lines, path)
+        lines = np.arange(first, len(frame) + first, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
+    values = numeric_values(frame, value_cols, lines, path, word)
+    groups = _groups(frame, series_id, lines, path, word)
     # Parsed once for the whole file: per series, format inference would cost more than the parsing.
     stamps = None
     if timestamp is not None:
         column = frame[timestamp]
         already = column.dtype.kind == "M"  # the fast path parsed them chunk by chunk
-        stamps = pd.DatetimeIndex(column) if already else parse_times(column, lines, path, timestamp)
-    rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed)
+        stamps = pd.DatetimeIndex(column) if already else parse_times(column, lines, path, timestamp, word)
+    rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed, word)
     if stamps is not None and freq == "auto" and len(groups) > 1:
         # One grid for all: inferred from the longest series, then checked on every series.
         longest = max(groups, key=lambda g: len(g[1]))
@@ -185,14 +191,16 @@ def load_panel(
     return panel
 
 
-def _groups(frame: pd.DataFrame, series_id: str | None, lines: Lines, path: Path) -> list[tuple[str | None, Any]]:
+def _groups(
+    frame: pd.DataFrame, series_id: str | None, lines: Lines, path: Source, word: str
+) -> list[tuple[str | None, Any]]:
     """(series id, its rows) for each series, sorted by id; one group of every row without `series_id`."""
     if series_id is None:
         return [(None, slice(None))]  # views, not copies
     ids = frame[series_id]
     if ids.isna().any():
         row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise DataError(f"{path}: line {lines[row]}: empty {shown(series_id)} — every row needs a series id")
+        raise DataError(f"{path}: {word} {lines[row]}: empty {shown(series_id)} — every row needs a series id")
     codes, names = pd.factorize(ids, sort=True)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
@@ -226,7 +234,7 @@ def _series(
             raise DataError(f"{where}: column {shown(col)} has no numeric values — check the column or the file")
     if rules.missing != "error":  # (with error, _fill refuses the first empty cell)
         _check_invented(where, values[:, :n_targets], index, lines, positions, rules)
-    values, filled_cells = _fill(values, value_cols, rules.missing, where, lines)
+    values, filled_cells = _fill(values, value_cols, rules.missing, where, lines, rules.row)
     return Series(
         values=values,
         columns=value_cols,
@@ -251,7 +259,7 @@ def _timed(
             order = np.argsort(index.asi8, kind="stable")
             index, values, lines = index[order], values[order], np.asarray(lines)[order]
             steps = np.diff(index.asi8)
-        _check_duplicates(index, steps, lines, where, col)
+        _check_duplicates(index, steps, lines, where, col, rules.row)
         del steps
     step_freq = _regular_freq(index, step, rules.freq)
     regular = step_freq is not None
@@ -352,7 +360,7 @@ def _grid_positions(
         delta = asi8 - asi8[0]
         off = np.flatnonzero(delta % step)
         if off.size:
-            raise _off_grid(where, lines[off[0]], index[off[0]], freq)
+            raise _off_grid(where, lines[off[0]], index[off[0]], freq, rules.row)
         return delta // step, None
     mean = float(np.mean(_step_lengths(index[0], freq, index.unit, 400)))
     n = len(index)
@@ -369,7 +377,7 @@ def _grid_positions(
     positions = full.get_indexer(index)
     off = np.flatnonzero(positions < 0)
     if off.size:
-        raise _off_grid(where, lines[off[0]], index[off[0]], freq)
+        raise _off_grid(where, lines[off[0]], index[off[0]], freq, rules.row)
     return positions, full
 
 
@@ -386,9 +394,9 @@ def _step_lengths(start: pd.Timestamp, freq: str, unit: str, periods: int) -> np
     return np.diff(pd.date_range(end=start, periods=2, freq=freq).as_unit(unit).asi8)
 
 
-def _off_grid(where: str, line: int, when: pd.Timestamp, freq: str) -> DataError:
+def _off_grid(where: str, line: int, when: pd.Timestamp, freq: str, word: str) -> DataError:
     return DataError(
-        f"{where}: line {line}: timestamp {when} is off the {freq} grid — "
+        f"{where}: {word} {line}: timestamp {when} is off the {freq} grid — "
         "fix the time or set data.freq to the data's true frequency"
     )
 
@@ -436,12 +444,12 @@ def _gap_error(
     where: str, size: int, first: Any, last: Any, line: int, rules: Rules, about: str = "", missing: bool = True
 ) -> DataError:
     what, fix = (
-        ("missing rows", f"fix the time on line {line} if it is mistyped")
+        ("missing rows", f"fix the time on {rules.row} {line} if it is mistyped")
         if missing
         else ("rows to fill (missing, or with an empty target)", "fill in the values")
     )
     return DataError(
-        f"{where}: a gap of {about}{size:,} {what} from {first} to {last}, before line {line} — longer than "
+        f"{where}: a gap of {about}{size:,} {what} from {first} to {last}, before {rules.row} {line} — longer than "
         f"data.max_gap ({rules.max_gap:,}); {fix}, or raise data.max_gap"
     )
 
@@ -482,13 +490,15 @@ def _split_future(
     return values[:end], (index[:end] if index is not None else None), future
 
 
-def _check_duplicates(index: pd.DatetimeIndex, steps: np.ndarray, lines: Lines, path: Path, col: str) -> None:
+def _check_duplicates(
+    index: pd.DatetimeIndex, steps: np.ndarray, lines: Lines, path: Path | str, col: str, word: str
+) -> None:
     dup = steps == 0  # sorted: duplicates are neighbours
     if dup.any():
         row = int(np.flatnonzero(dup)[0]) + 1
         first = int(np.flatnonzero(index == index[row])[0])
         raise DataError(
-            f"{path}: duplicate timestamp {index[row]} in column {shown(col)} (lines {lines[first]} and {lines[row]}) — "
+            f"{path}: duplicate timestamp {index[row]} in column {shown(col)} ({word}s {lines[first]} and {lines[row]}) — "
             "keep one row per time"
         )
 
@@ -576,14 +586,16 @@ def _resolve_freq(index: pd.DatetimeIndex, freq: str, path: Path, col: str) -> s
     )
 
 
-def _fill(values: np.ndarray, columns: list[str], missing: str, path: Path, lines: Lines) -> tuple[np.ndarray, int]:
+def _fill(
+    values: np.ndarray, columns: list[str], missing: str, path: Path | str, lines: Lines, word: str
+) -> tuple[np.ndarray, int]:
     holes = np.isnan(values)
     count = int(holes.sum())
     if not count:
         return values, 0
     if missing == "error":
         row, col = map(int, np.argwhere(holes)[0])
-        where = f"line {lines[row]}" if row < len(lines) and len(lines) == len(values) else f"row {row + 1}"
+        where = f"{word} {lines[row]}" if row < len(lines) and len(lines) == len(values) else f"row {row + 1}"
         raise DataError(
             f"{path}: {where}, column {shown(columns[col])} is empty — fill it or set data.missing to interpolate or ffill"
         )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks
+from lstmcast import calendar, checkpoint, distributed, evaluate, frame, lock, resources, sinks, sources
 from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.baselines import Selection
 from lstmcast.baselines import mean as baselines_mean
@@ -51,7 +51,7 @@ TRAIN_LOSS_SAMPLE = 10_000  # training windows scored after training (evenly spa
 class Prepared:
     panel: frame.Panel
     splits: list[Split]
-    data_path: Path
+    data_path: sources.Source
     calendar: list[str]
     skipped: list[str]
 
@@ -89,10 +89,12 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
     """Load and validate the config's data; every series kept is long enough for every split."""
     d, w = cfg.data, cfg.window
     if d.path is None:
-        raise ConfigError("data.path is not set — add it to the config or pass --data CSV")
+        raise ConfigError(
+            "data.path is not set — add it to the config or pass --data CSV (or a Parquet file, or a URL)"
+        )
     if not d.target:
         raise ConfigError("data.target is not set — name the column (or list of columns) to forecast")
-    data_path = Path(d.path)
+    data_path = sources.source_of(d.path, d.query)
     panel = read_data(d, data_path, freq=d.freq, start=d.start, end=d.end)
     report_filled(panel, reporter, d.missing)
     kept, splits, skipped = [], [], []
@@ -118,7 +120,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
     return Prepared(kept, splits, data_path, names, skipped)
 
 
-def read_data(d: DataConfig, path: Path, **rules: Any) -> frame.Panel:
+def read_data(d: DataConfig, path: Path | sources.Source, **rules: Any) -> frame.Panel:
     """The series of `path` read with data config `d`'s columns and gap policy; `rules` add frame's options
     that differ between training (freq, start, end) and inference (the model's frequency, future rows)."""
     return frame.load_panel(
@@ -131,6 +133,7 @@ def read_data(d: DataConfig, path: Path, **rules: Any) -> frame.Panel:
         missing=d.missing,
         max_gap=d.max_gap,  # checkpoints store the whole config; older ones read back with the defaults
         max_filled=d.max_filled,
+        query=d.query,  # a database URL given without --query reads what the config (or checkpoint) names
         **rules,
     )
 

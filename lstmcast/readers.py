@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
+import gzip
 import itertools
 import os
 import re
 import stat
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,24 +48,28 @@ def read_csv(path: Path, wanted: list[str], numeric: list[str], timestamp: str |
     wanted column name, and a file that changes while it is read. The file is opened once and every
     pass reads that one open file, so all of them see the same bytes.
     """
-    f, opened = _open(path)
+    f, opened = open_regular(path)
+    if path.name.endswith(".gz"):  # gzip from the standard library: every pass decompresses again
+        f = gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[assignment]
     with f:
         try:
             frame = _read(f, path, wanted, numeric, timestamp)
         except DataError:
-            _check_unchanged(f, path, opened)  # a file that moved under the reader explains the error better
+            check_unchanged(f, path, opened)  # a file that moved under the reader explains the error better
             raise
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DataError(f"{path} is not a complete gzip file ({_first_line(exc)}) — check the file") from None
         except OSError as exc:  # the disk, or the file system, failed mid-read
-            _check_unchanged(f, path, opened)
+            check_unchanged(f, path, opened)
             raise DataError(f"cannot read {path}: {exc.strerror or exc} — check the file and its disk") from None
-        _check_unchanged(f, path, opened)
+        check_unchanged(f, path, opened)
     return frame
 
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
-def _open(path: Path) -> tuple[BinaryIO, os.stat_result]:
+def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
     """The data file opened for reading, and its state then; anything but a regular file is a DataError.
 
     Opened without blocking, so a pipe swapped in after the check cannot hang the run: fstat
@@ -72,7 +78,9 @@ def _open(path: Path) -> tuple[BinaryIO, os.stat_result]:
     try:
         kind = stat.S_IFMT(os.stat(path).st_mode)  # follows a symbolic link to what it names
         if kind == stat.S_IFDIR:
-            raise DataError(f"data path {path} is a folder — give the CSV file inside it")
+            raise DataError(
+                f"data path {path} is a folder without Parquet files — give the CSV or Parquet file inside it"
+            )
         if kind == stat.S_IFREG:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
             opened = os.fstat(fd)
@@ -98,7 +106,7 @@ def _open(path: Path) -> tuple[BinaryIO, os.stat_result]:
     )
 
 
-def _check_unchanged(f: BinaryIO, path: Path, opened: os.stat_result) -> None:
+def check_unchanged(f: BinaryIO, path: Path, opened: os.stat_result) -> None:
     """A DataError when the file was written to, replaced or deleted while it was read: the passes may disagree."""
     rerun = "rerun once the program writing it has finished (writing to a temporary file and renaming it avoids this)"
     now = os.fstat(f.fileno())
@@ -297,8 +305,13 @@ def _read_fast(f: BinaryIO, path: Path, wanted: list[str], numeric: list[str], t
     return frame
 
 
-def numeric_values(frame: pd.DataFrame, columns: list[str], lines: Lines, path: Path) -> np.ndarray:
-    """(rows, len(columns)) float64, empty cells NaN; a cell that is no number, or infinite, is a DataError."""
+def numeric_values(
+    frame: pd.DataFrame, columns: list[str], lines: Lines, path: Path | str, row: str = "line"
+) -> np.ndarray:
+    """(rows, len(columns)) float64, empty cells NaN; a cell that is no number, or infinite, is a DataError.
+
+    Messages name the cell by `row` and its number in `lines` (a CSV's file line; a Parquet or query row).
+    """
     out = np.empty((len(frame), len(columns)))
     for j, col in enumerate(columns):
         text = frame[col]
@@ -307,32 +320,34 @@ def numeric_values(frame: pd.DataFrame, columns: list[str], lines: Lines, path: 
                 out = text.to_numpy()[:, None]
             else:
                 out[:, j] = text.to_numpy()
-            _check_finite(out[:, j], col, lines, path)
+            _check_finite(out[:, j], col, lines, path, row)
             continue
         nums = pd.to_numeric(text, errors="coerce")
         bad = nums.isna().to_numpy() & text.notna().to_numpy()
         if bad.any():
-            row = int(np.flatnonzero(bad)[0])
+            first = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}: line {lines[row]}, column {shown(col)}: {shown(text.iloc[row])} is not a number — "
+                f"{path}: {row} {lines[first]}, column {shown(col)}: {shown(text.iloc[first])} is not a number — "
                 "fix the value or leave the cell empty to treat it as missing"
             )
         out[:, j] = nums.to_numpy(dtype=np.float64, na_value=np.nan)
-        _check_finite(out[:, j], col, lines, path)
+        _check_finite(out[:, j], col, lines, path, row)
     return out
 
 
-def _check_finite(column: np.ndarray, col: str, lines: Lines, path: Path) -> None:
+def _check_finite(column: np.ndarray, col: str, lines: Lines, path: Path | str, row: str) -> None:
     if np.isinf(column).any():
-        row = int(np.flatnonzero(np.isinf(column))[0])
-        raise DataError(f"{path}: line {lines[row]}, column {shown(col)}: infinite value — replace it")
+        first = int(np.flatnonzero(np.isinf(column))[0])
+        raise DataError(f"{path}: {row} {lines[first]}, column {shown(col)}: infinite value — replace it")
 
 
-def parse_times(text: pd.Series, lines: Lines, path: Path, col: str) -> pd.DatetimeIndex:
+def parse_times(text: pd.Series, lines: Lines, path: Path | str, col: str, row: str = "line") -> pd.DatetimeIndex:
     """A column of time text as a DatetimeIndex; empty, numeric, unreadable or mixed-offset times are a DataError."""
     if text.isna().any():
-        row = int(np.flatnonzero(text.isna().to_numpy())[0])
-        raise DataError(f"{path}: line {lines[row]}: empty timestamp in column {shown(col)} — fill it or drop the row")
+        first = int(np.flatnonzero(text.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: {row} {lines[first]}: empty timestamp in column {shown(col)} — fill it or drop the row"
+        )
     sample = text.iloc[:100]  # cheap test first: converting every string of a long file is slow
     if pd.to_numeric(sample, errors="coerce").notna().all() and pd.to_numeric(text, errors="coerce").notna().all():
         raise DataError(
@@ -354,9 +369,9 @@ def parse_times(text: pd.Series, lines: Lines, path: Path, col: str) -> pd.Datet
         warnings.simplefilter("ignore")
         parsed = pd.to_datetime(text, errors="coerce", format="mixed")
     bad = parsed.isna().to_numpy()
-    row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+    first = int(np.flatnonzero(bad)[0]) if bad.any() else 0
     raise DataError(
-        f"{path}: line {lines[row]}: cannot parse {shown(text.iloc[row])} in column {shown(col)} as a time — "
+        f"{path}: {row} {lines[first]}: cannot parse {shown(text.iloc[first])} in column {shown(col)} as a time — "
         "write all times in one format, e.g. 2024-01-31 13:00"
     )
 

@@ -32,3 +32,11 @@ def test_demo_data_is_exactly_what_its_script_makes():
     committed = (ROOT / "data" / "demo.csv").read_bytes()
     assert hashlib.sha256(made).hexdigest() == hashlib.sha256(committed).hexdigest()
     assert len(committed) < 2_000_000
+
+
+def test_ci_starts_postgresql_and_fails_rather_than_skips_without_it():
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    test = readme_commands()[1]
+    assert ci_lines.index(". .ci/postgres") < ci_lines.index(test)
+    assert ci_lines.index("export LSTMCAST_CI=1") < ci_lines.index(test)
+    assert "trap lstmcast_postgres_stop EXIT" in ci_lines
