@@ -154,9 +154,10 @@ def show(name: str, results: list[dict]) -> None:
             f"worst step, worst seed {worst.max():.4f} (step {int(worst.argmax()) + 1}); steps above 1.005: "
             f"{int((worst > 1.005).sum())} of {len(worst)}"
         )
+        print(f"    per step, mean over seeds: {' '.join(f'{x:.3f}' for x in ratios.mean(axis=0))}")
     for r in results:
         print(
-            f"  mix {r['mix']}; blend weights on the model: {dict(zip(*np.unique(r['weights'], return_counts=True), strict=True))}"
+            f"  mix {r['mix']}; blend weights on the model: { {f'{w:g}': int(c) for w, c in zip(*np.unique(r['weights'], return_counts=True), strict=True)} }"
         )
 
 
@@ -164,15 +165,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ett", type=Path, default=ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv")
+    parser.add_argument("--only", choices=("walks", "ett"), help="run one of the two data sets")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = walks(tmp / "walks.csv", 0)
-        show(
-            "random walks with drift (100 series × 1,000 days, horizon 14)",
-            [run("walks", data, "id", s, tmp) for s in args.seeds],
-        )
-        if args.ett.exists():
+        if args.only != "ett":
+            show(
+                "random walks with drift (100 series × 1,000 days, horizon 14)",
+                [run("walks", data, "id", s, tmp) for s in args.seeds],
+            )
+        if args.ett.exists() and args.only != "walks":
             ett = ett_daily(args.ett, tmp / "ett_daily.csv")
             show("ETTh1 OT, daily means (725 days, horizon 14)", [run("ett", ett, None, s, tmp) for s in args.seeds])
 
