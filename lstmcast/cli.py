@@ -343,6 +343,22 @@ SetOpt = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.0005 (repeatable)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+FallbackOpt = Annotated[
+    Fallback | None,
+    typer.Option(
+        help="Forecaster for series the model cannot serve (too short, unseen, non-finite); error refuses "
+        "[default: the checkpoint's predict.fallback].",
+        show_default=False,
+    ),
+]
+SelectOpt = Annotated[
+    Select | None,
+    typer.Option(
+        help="best: serve each series with the forecaster that won on its validation windows; model: the "
+        "model wherever it can [default: the checkpoint's train.select].",
+        show_default=False,
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also print the details log files get (e.g. every series skipped).")
 ]
@@ -545,22 +561,8 @@ def predict(
             help="Also draw the recent history and the forecast (PNG): the first series, or those of --series."
         ),
     ] = None,
-    fallback: Annotated[
-        Fallback | None,
-        typer.Option(
-            help="Forecaster for series the model cannot serve (too short, unseen, non-finite); error refuses "
-            "[default: the checkpoint's predict.fallback].",
-            show_default=False,
-        ),
-    ] = None,
-    select: Annotated[
-        Select | None,
-        typer.Option(
-            help="best: serve each series with the forecaster that won on its validation windows; model: the "
-            "model wherever it can [default: the checkpoint's train.select].",
-            show_default=False,
-        ),
-    ] = None,
+    fallback: FallbackOpt = None,
+    select: SelectOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
