@@ -192,8 +192,9 @@ class TrainConfig:
     )
     select: str = knob(
         "best",
-        "after training, per series: best forecasts a series with seasonal naive or naive when that beat the model "
-        "on the series' validation windows (MASE); model always uses the model",
+        "best: after training, serve each series with the model, seasonal naive or naive, whichever validation "
+        "shows significantly better (MASE; the panel's choice unless the series' own windows say otherwise); "
+        "model: the model wherever it can",
         choices=("model", "best"),
     )
 
