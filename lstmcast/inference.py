@@ -196,12 +196,12 @@ def _served_table(
     """
     spec = model.spec
     mine = [i for i, name in enumerate(plan.names) if name == "model"]
-    columns, table = _columns(ckpt), None
+    table = None
     if mine:
         sub = [panel[i] for i in mine]
         with reporter.timed("windows"):
             ds = _dataset_for(ckpt, model, sub, reporter)
-        columns, own = _forecast_table(ckpt, model, sub, ds, [labels[i] for i in mine])
+        own = _forecast_table(ckpt, model, sub, ds, [labels[i] for i in mine])
         if fallback == "error":
             _check_finite(own, [sid for sid, _ in sub], data_path)
         table = np.full((len(panel), *own.shape[1:]), np.nan)
@@ -215,7 +215,7 @@ def _served_table(
         table[[i for i, name in enumerate(plan.names) if name != "model"]] = rows
     assert table is not None
     _check_finite(table, [sid for sid, _ in panel], data_path)
-    return columns, table
+    return _columns(ckpt), table
 
 
 def _columns(ckpt: Checkpoint) -> list[str]:
@@ -228,8 +228,8 @@ def _columns(ckpt: Checkpoint) -> list[str]:
 
 def _forecast_table(
     ckpt: Checkpoint, model: Forecaster, panel: frame.Panel, ds: Dataset, labels: list[Any]
-) -> tuple[list[str], np.ndarray]:
-    """The column names and (series, horizon, columns) forecasts in original units."""
+) -> np.ndarray:
+    """(series, horizon, columns) forecasts in original units, columns as `_columns` names them."""
     spec = model.spec
     ends = ds.offsets[1:]  # one past each series' last row
     future = _future_inputs(ckpt, panel, ds, labels) if spec.n_future else None
@@ -237,18 +237,11 @@ def _forecast_table(
     series_codes = ds.data.series_of_row[torch.as_tensor(ends - 1)] if ds.data.series_of_row is not None else None
     with torch.no_grad():
         raw = model(x, future, series_codes).numpy()  # (S, horizon, nt[, Q])
-    targets, nt = ckpt.targets, spec.n_targets
-    series_index = np.arange(len(panel))
-    columns, blocks = list(targets), []
-    if spec.quantiles:
-        per_level = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series_index, slice(0, nt))
-        blocks.append(per_level[:, spec.median])
-        for q, level in enumerate(spec.quantiles):
-            columns += [f"{t}_{metrics.quantile_name(level)}" for t in targets]
-            blocks.append(per_level[:, q])
-    else:
-        blocks.append(scaling.inverse_rows(raw, ds.mean, ds.std, series_index, slice(0, nt)))
-    return columns, np.concatenate(blocks, axis=-1)
+    nt, series_index = spec.n_targets, np.arange(len(panel))
+    if not spec.quantiles:
+        return scaling.inverse_rows(raw, ds.mean, ds.std, series_index, slice(0, nt))
+    per_level = scaling.inverse_rows(np.moveaxis(raw, -1, 1), ds.mean, ds.std, series_index, slice(0, nt))
+    return np.concatenate([per_level[:, spec.median], *[per_level[:, q] for q in range(len(spec.quantiles))]], axis=-1)
 
 
 def _check_finite(forecasts: np.ndarray, ids: list[str | None], data_path: Path) -> None:
