@@ -442,6 +442,18 @@ def _destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
     return destination
 
 
+def _archive_url(given: str | None) -> str | None:
+    """--archive, else LSTMCAST_ARCHIVE (a path relative to the working directory); extras checked now."""
+    url = given or os.environ.get("LSTMCAST_ARCHIVE") or None
+    if url is None:
+        return None
+    from lstmcast.archive import Archive, url_of
+
+    url = url_of(url)
+    Archive(url).require()
+    return url
+
+
 def _emit_json(summary: dict[str, Any]) -> None:
     import json
 
@@ -563,6 +575,17 @@ def predict(
     ] = None,
     fallback: FallbackOpt = None,
     select: SelectOpt = None,
+    archive: Annotated[
+        str | None,
+        typer.Option(
+            help="Also record the forecast in this archive (database URL, or a SQLite file path) for lstmcast score "
+            "[default: LSTMCAST_ARCHIVE, else the config's archive.url].",
+            show_default=False,
+        ),
+    ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="Do not record this forecast, whatever the defaults say.")
+    ] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
@@ -590,6 +613,8 @@ def predict(
             plot,
             fallback=fallback.value if fallback else None,
             select=select.value if select else None,
+            archive=_archive_url(archive),
+            no_archive=no_archive,
         )
         reporter.record(_forecast_line(outcome))
     finally:
@@ -727,6 +752,233 @@ def _stdout_console() -> Any:
             _silence_stdout()
 
     return QuietOnBrokenPipe()
+
+
+class Metric(str, Enum):  # promote --metric
+    mase = "mase"
+    mae = "mae"
+    rmse = "rmse"
+    smape = "smape"
+
+
+@app.command()
+@handle_errors
+def promote(
+    candidate: Annotated[
+        Path | None, typer.Argument(help="The retrained model.pt to consider.", show_default=False)
+    ] = None,
+    to: Annotated[
+        Path, typer.Option("--to", help="The serving folder: DIR/model.pt is the champion.", show_default=False)
+    ] = ...,  # type: ignore[assignment]
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data to backtest both on [default: the candidate's data.path].", show_default=False),
+    ] = None,
+    query: QueryOpt = None,
+    metric: Annotated[Metric, typer.Option(help="What 'better' means (mean over series, as served).")] = Metric.mase,
+    margin: Annotated[
+        float, typer.Option(help="How much better the candidate must be, as a share (0.02 = 2% lower error).")
+    ] = 0.0,
+    keep: Annotated[int, typer.Option(min=1, help="Former champions kept in DIR/history/.")] = 5,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Put back the champion the current one replaced.")
+    ] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(callback=_wait_seconds, help="Wait up to this many seconds for DIR's lock."),
+    ] = None,
+    quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace DIR/model.pt with CANDIDATE only if it backtests better; record every decision; or --rollback."""
+    started = time.perf_counter()
+    if rollback == (candidate is not None):
+        raise LstmcastError("give either CANDIDATE or --rollback (e.g. lstmcast promote staging/model.pt --to serving)")
+    source = _source(data, query)
+    reporter = _reporter(quiet, log_file)
+    try:
+        from lstmcast import promote as guard
+
+        if rollback:
+            record = guard.rollback(to, wait=wait)
+        else:
+            assert candidate is not None
+            record = guard.promote(
+                candidate, to, source, reporter, metric=metric.value, margin=margin, keep=keep, wait=wait
+            )
+        reporter.record(f"{record['action']}: {record['reason']}")
+    finally:
+        _close(reporter, started, False)
+    if json_output:
+        _emit_json(_summary("promote", started, **record))
+    else:
+        _stdout(f"{record['action']}: {record['reason']}; {to / 'model.pt'} is {record['champion_after']}")
+
+
+class By(str, Enum):  # score --by
+    series = "series"
+    step = "step"
+    origin = "origin"
+    week = "week"
+
+
+@app.command()
+@handle_errors
+def score(
+    actuals: Annotated[
+        str,
+        typer.Option(
+            help="What happened: CSV, Parquet file or folder, or database URL (with --query).", show_default=False
+        ),
+    ],
+    archive: Annotated[
+        str | None,
+        typer.Option(help="The archive predict --archive wrote [default: LSTMCAST_ARCHIVE].", show_default=False),
+    ] = None,
+    query: QueryOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="First target time scored: a time, or a span back from the latest actual (7d, 48h, 2w)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Last target time scored (a time or a span, as --since).")] = None,
+    by: Annotated[
+        list[By] | None, typer.Option("--by", help="Break the errors down by this (repeatable) [default: week].")
+    ] = None,
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            help="Exit 3 with one line when this holds over the window (repeatable): mase>1.2, coverage<0.7, "
+            "missing>0.1, relative>1, worse-than=seasonal_naive.",
+        ),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw MASE over time next to the baselines (PNG).")] = None,
+    quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Realised accuracy of archived forecasts against the actuals, next to seasonal naive and naive."""
+    started = time.perf_counter()
+    from lstmcast.errors import EXIT_ALERT
+    from lstmcast.score import parse_rule, parse_time
+
+    rules = [parse_rule(text) for text in fail_if or []]
+    window = parse_time(since, "--since"), parse_time(until, "--until")
+    store, source = _archive_store(archive), _source(actuals, query)
+    if plot is not None:
+        from lstmcast.plots import require_matplotlib
+
+        require_matplotlib()
+    reporter = _reporter(quiet, log_file)
+    try:
+        from lstmcast.score import run
+
+        report = run(store, source, *window, [b.value for b in by or [By.week]])
+        alerts = [line for rule in rules if (line := _alert(rule, report)) is not None]
+        report["alerts"] = alerts
+        if plot is not None:
+            from lstmcast.plots import plot_score
+
+            plot_score(plot, report)
+        for line in alerts:
+            reporter.record(f"alert: {line}")
+    finally:
+        _close(reporter, started, False)
+    if json_output:
+        _emit_json({**_summary("score", started, **report), "status": "alert" if alerts else "ok"})
+    else:
+        _print_score(report)
+        if plot is not None:
+            _stdout(f"plot written to {plot}")
+    if alerts:
+        _stderr(f"alert: {alerts[0]}" + (f" (and {len(alerts) - 1} more rule(s))" if len(alerts) > 1 else ""))
+        raise typer.Exit(EXIT_ALERT)
+
+
+def _alert(rule: Any, report: dict[str, Any]) -> str | None:
+    if not report["scored"]:
+        return "no archived forecast in the window has an actual yet — the --fail-if rules cannot be checked"
+    return rule.holds(report)
+
+
+def _archive_store(given: str | None) -> Any:
+    url = _archive_url(given)
+    if url is None:
+        raise LstmcastError("score needs --archive URL (or LSTMCAST_ARCHIVE): the archive predict --archive wrote")
+    from lstmcast.archive import Archive
+
+    return Archive(url)
+
+
+def _print_score(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from lstmcast.score import MEASURES, names
+
+    console = _stdout_console()
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    if not report["scored"]:
+        say(f"nothing to score yet: none of the {report['forecasts']} archived forecast rows has an actual")
+    else:
+        say(
+            f"{report['scored']} forecasts scored ({report['series']} series, {report['origins']} origins, target "
+            f"times {report['first_target']} … {report['last_target']}); seasonal period {report['season']}"
+        )
+        for key, rows in [(None, [report["overall"]]), *report["by"].items()]:
+            table = Table(title=None if key is None else f"by {key}", title_justify="left")
+            if key is not None:
+                table.add_column(key)
+            table.add_column("n", justify="right")
+            table.add_column("forecaster", no_wrap=True)
+            for m in MEASURES:
+                table.add_column(m if m != "mase" else "MASE", justify="right")
+            for row in rows:
+                for i, name in enumerate(("served", "seasonal_naive", "naive")):
+                    first = [str(row[key]) if i == 0 else ""] if key is not None else []
+                    n = str(row["n"]) if i == 0 else ""
+                    table.add_row(*first, n, name.replace("_", " "), *[_fmt(row[name][m]) for m in MEASURES])
+            console.print(table)
+        say(f"relative skill (MASE / seasonal-naive MASE): {_fmt(report['relative_skill'])}")
+    if report.get("quantiles"):
+        q = report["quantiles"]
+        cover = ", ".join(f"{k}: {v:.3f}" for k, v in q["coverage"].items())
+        say(f"quantiles: mean pinball {_fmt(q['pinball'])}; coverage {cover}")
+    if report["missing"]:
+        say(f"{100 * report['missing']:.1f}% of the forecasts whose time has passed have no actual")
+    for line in _attention_lines(report["attention"], names):
+        say(f"attention: {line}")
+
+
+def _attention_lines(att: dict[str, Any], names: Callable[[list[Any]], str]) -> list[str]:
+    lines = []
+    if att["no_actuals"]:
+        lines.append(f"{len(att['no_actuals'])} series have no actuals at all: {names(att['no_actuals'])}")
+    if att["not_yet_due"]:
+        lines.append(
+            f"{len(att['not_yet_due'])} series have no actual for their forecasts yet: {names(att['not_yet_due'])}"
+        )
+    if att["worse_recently"]:
+        w = att["worse_recently"][0]
+        lines.append(
+            f"{len(att['worse_recently'])} series much worse recently ({shown_series(w)}: MASE {w['recent_mase']:.3g} "
+            f"over its last {w['recent_origins']} origins vs {w['earlier_mase']:.3g} before): {names(att['worse_recently'])}"
+        )
+    if att["level_shift"]:
+        w = att["level_shift"][0]
+        lines.append(
+            f"{len(att['level_shift'])} series drifted from their training level (up to {w['shift_in_std']:+.1f} "
+            f"training std): {names(att['level_shift'])}"
+        )
+    if att["gaps"]:
+        lines.append(f"{len(att['gaps'])} series miss over 20% of their actuals in the window: {names(att['gaps'])}")
+    return lines
+
+
+def shown_series(entry: dict[str, Any]) -> str:
+    from lstmcast.errors import shown
+
+    return f"series {shown(entry['series'], 40)}" if entry["series"] else "the series"
 
 
 @app.command()

@@ -211,6 +211,16 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    url: str | None = knob(
+        None,
+        "database that records every forecast predict issues, for lstmcast score: a SQLAlchemy URL or a SQLite "
+        "file path (relative to this config file's folder); LSTMCAST_ARCHIVE and predict --archive override it",
+        path=True,
+    )
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     dir: str = knob("runs", "folder for model.pt, config.yaml, metrics.json, history.csv, train.log", path=True)
 
@@ -222,6 +232,7 @@ class Config:
     model: ModelConfig = section(ModelConfig, "the stacked LSTM")
     train: TrainConfig = section(TrainConfig, "the optimisation")
     predict: PredictConfig = section(PredictConfig, "how predict serves every series")
+    archive: ArchiveConfig = section(ArchiveConfig, "the forecast archive (lstmcast score)")
     output: OutputConfig = section(OutputConfig, "where results are written")
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,7 +259,7 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, output)"
+            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, archive, output)"
         )
     _resolve_paths(raw, Config, path.resolve().parent)
     for item in overrides:

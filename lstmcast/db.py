@@ -178,3 +178,15 @@ def connect(eng: Any, label: str, secret: str | None, error: type[LstmcastError]
         secret,
     ):
         return eng.connect()
+
+
+DELETE_BATCH = 500  # series ids per DELETE … IN (…)
+
+
+def delete_runs(conn: Any, table: Any, model: str, by_origin: dict[Any, list[str]]) -> None:
+    """Delete the rows of `model` at each origin for that origin's series (a run's rows, before it writes again)."""
+    c = table.c
+    for origin, ids in by_origin.items():
+        for at in range(0, len(ids), DELETE_BATCH):
+            batch = ids[at : at + DELETE_BATCH]
+            conn.execute(table.delete().where(c.model_id == model, c.origin == origin, c.series.in_(batch)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USER = 2
+EXIT_ALERT = 3  # lstmcast score: a --fail-if condition held
 EXIT_LOCKED = 75
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143

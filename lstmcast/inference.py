@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcast import baselines, calendar, checkpoint, evaluate, frame, metrics, scaling, serve, sinks
+from lstmcast import archive, baselines, calendar, checkpoint, db, evaluate, frame, metrics, scaling, serve, sinks
 from lstmcast.atomic import check_targets, render_path, write_text
 from lstmcast.checkpoint import Checkpoint
 from lstmcast.config import quantile_levels
 from lstmcast.dataset import Dataset, assemble
-from lstmcast.errors import DataError, shown
+from lstmcast.errors import ConfigError, DataError, OutputError, shown
 from lstmcast.model import Ensemble, Forecaster, StackedLSTM, parameter_count
 from lstmcast.pipeline import read_data, report_filled, use_threads
 from lstmcast.report import Reporter
@@ -45,6 +45,7 @@ class EvaluateOutcome:
     backtest: evaluate.Backtest  # the arrays behind it, for plots and benchmarks
     dataset: Dataset
     written: dict[str, Path] = field(default_factory=dict)
+    origin_times: dict[str | None, np.ndarray] = field(default_factory=dict)  # per series: scored origins' times
 
 
 def load_model(ckpt: Checkpoint, cell: str | None = None) -> Forecaster:
@@ -139,16 +140,21 @@ def predict(
     *,
     fallback: str | None = None,
     select: str | None = None,
+    archive: str | None = None,
+    no_archive: bool = False,
 ) -> PredictOutcome:
     """Forecast the horizon after each series' last row; write the CSV (and the plot when asked).
 
     Every series gets a forecast: from the model, or from the baseline `serve.plan` chooses
-    (`fallback`/`select` override the checkpoint's predict.fallback/train.select).
+    (`fallback`/`select` override the checkpoint's predict.fallback/train.select). The run is
+    recorded in the `archive` (a URL or SQLite path; default the checkpoint's archive.url) unless
+    `no_archive`.
     """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
         ckpt = checkpoint.load(ckpt_path)
         model = load_model(ckpt)
+        store = _archive_for(ckpt, archive, no_archive)
         panel = _load_for(ckpt, data_path, reporter, only, future_rows=model.spec.horizon)
     use_threads(ckpt.config.train)
     fallback = serve.fallback_for(ckpt, fallback or ckpt.config.predict.fallback)
@@ -171,13 +177,74 @@ def predict(
     ids = [sid for sid, _ in panel]
     with reporter.timed("write"):
         sinks.write_forecast(out, labels, columns, table, d.timestamp or "step", ids, series_col, plan.names)
-    written = {"forecast": out}
+    written: dict[str, Any] = {"forecast": out}
+    if store is not None:
+        with reporter.timed("archive"):
+            rows = _archive_run(store, ckpt, ckpt_path, panel, labels, table, plan.names, out)
+        reporter.info(f"archived {rows} forecast rows in {store}")
+        written["archive"] = db.redacted(store.url)
     if plot is not None:
         _plot_forecast(plot, ckpt, panel, labels, columns, table, reporter)
         written["plot"] = plot
     last = max(lab[-1] for lab in labels)
     served = {"forecasters": plan.counts(), "not_model": serve.examples(plan, panel)}
     return PredictOutcome(out, model.spec.horizon, str(labels[0][0]), str(last), len(panel), written, served)
+
+
+def _archive_for(ckpt: Checkpoint, given: str | None, off: bool) -> archive.Archive | None:
+    """The archive this run records into (--archive, LSTMCAST_ARCHIVE or archive.url), checked before any work."""
+    url = None if off else (given or ckpt.config.archive.url)
+    if url is None:
+        return None
+    if ckpt.freq is None:
+        raise ConfigError(
+            "--archive needs data with timestamps (data.timestamp): forecasts are matched to actuals by time — "
+            "drop --archive (or unset LSTMCAST_ARCHIVE / archive.url)"
+        )
+    store = archive.Archive(archive.url_of(url))
+    store.require()
+    return store
+
+
+def _archive_run(
+    store: archive.Archive,
+    ckpt: Checkpoint,
+    ckpt_path: Path,
+    panel: frame.Panel,
+    labels: list[Any],
+    table: np.ndarray,
+    forecasters: list[str],
+    out: Any,
+) -> int:
+    """Record this run's forecasts; a failure says the forecast itself was written."""
+    d, nt = ckpt.config.data, len(ckpt.targets)
+    levels = {}
+    if ckpt.scaler.kind == "standard":
+        for sid, _ in panel:
+            stats = ckpt.scaler.stats(sid)
+            if stats is not None:
+                levels["" if sid is None else str(sid)] = [stats.mean[:nt].tolist(), stats.std[:nt].tolist()]
+    times = [lab.tz_convert("UTC").tz_localize(None) if lab.tz is not None else lab for lab in labels]
+    run = archive.Issued(
+        model_id=sinks.model_id(ckpt_path),
+        checkpoint=str(Path(ckpt_path).resolve()),
+        freq=str(ckpt.freq),
+        season=calendar.season_length(ckpt.freq),
+        horizon=table.shape[1],
+        timestamp_col=str(d.timestamp),
+        series_col=d.series_id,
+        targets=list(ckpt.targets),
+        quantiles=list(quantile_levels(ckpt.config.train)),
+        levels=levels,
+        ids=["" if sid is None else str(sid) for sid, _ in panel],
+        times=times,
+        values=table,
+        forecasters=forecasters,
+    )
+    try:
+        return store.record(run)
+    except OutputError as exc:
+        raise OutputError(f"the forecast was written to {out}, but {exc}") from None
 
 
 def _served_table(
@@ -315,12 +382,15 @@ def evaluate_checkpoint(
     report_path: Path | None = None,
     plot: Path | None = None,
     select: str | None = None,
+    at: dict[str | None, np.ndarray] | None = None,
 ) -> EvaluateOutcome:
     """Rolling-origin backtest of a checkpoint, by default over its own test period (each series' own).
 
     Without --end the data is cut where training cut it (data.end), so the default test period is
     exactly the one training held out. The forecasts predict would serve (train.select, or
-    `select`) are scored as "selected" next to the pure model when they differ.
+    `select`) are scored as "selected" next to the pure model when they differ. With `at` (per
+    series, the first forecast times as int64 nanoseconds, as `origin_times` gives them), exactly
+    those origins are scored, from the whole data.
     """
     check_targets(report_path, plot)  # before any work: a FIFO or folder there is refused now, not at the end
     with reporter.timed("load"):
@@ -328,11 +398,16 @@ def evaluate_checkpoint(
         model = load_model(ckpt)
         default = ckpt.config.data  # the rows training saw, unless the period is chosen
         period = {"start": default.start if start is None else None, "end": default.end if end is None else None}
+        if at is not None:
+            period = {"start": None, "end": None}
         panel = _load_for(ckpt, data_path, reporter, **period)
     use_threads(ckpt.config.train)
     with reporter.timed("windows"):
         ds = _dataset_for(ckpt, model, panel, reporter)
-    chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride, reporter)
+    if at is None:
+        chosen = _origins(ckpt, ckpt_path, panel, ds, data_path, start, end, stride, reporter)
+    else:
+        chosen = _origins_at(ckpt, ckpt_path, panel, ds, at, data_path)
     with reporter.timed("forecast"):
         bt = evaluate.run(model, ds, chosen)
     _check_finite(bt.forecast, [ds.ids[int(k)] for k in bt.series], data_path)
@@ -364,7 +439,47 @@ def evaluate_checkpoint(
 
         plot_evaluation(plot, result, bt, ds)
         written["plot"] = plot
-    return EvaluateOutcome(result, bt, ds, written)
+    return EvaluateOutcome(result, bt, ds, written, origin_times(bt, ds, panel))
+
+
+def origin_times(bt: evaluate.Backtest, ds: Dataset, panel: frame.Panel) -> dict[str | None, np.ndarray]:
+    """Per series id, the first forecast time (int64 ns; the row for step-indexed data) of each scored origin."""
+    out = {}
+    for s in np.unique(bt.series):
+        sid, series = panel[int(s)]
+        rows = bt.origins[bt.series == s] - ds.offsets[s]
+        out[sid] = rows.astype(np.int64) if series.index is None else _row_times(series, rows)
+    return out
+
+
+def _row_times(series: frame.Series, rows: np.ndarray) -> np.ndarray:
+    assert series.index is not None
+    index = series.index[rows]
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.as_unit("ns").asi8
+
+
+def _origins_at(
+    ckpt: Checkpoint,
+    source: Path,
+    panel: frame.Panel,
+    ds: Dataset,
+    at: dict[str | None, np.ndarray],
+    data_path: Path,
+) -> np.ndarray:
+    """The dataset rows whose first forecast times are those of `at`, where this model can forecast them."""
+    spec, chosen = ckpt.spec(), []
+    for i, (sid, series) in enumerate(panel):
+        if sid not in at:
+            continue
+        local = np.arange(spec.lookback, series.rows - spec.horizon + 1)
+        stamps = local if series.index is None else _row_times(series, local)
+        chosen.append(local[np.isin(stamps, at[sid])] + ds.offsets[i])
+    every = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    if not len(every):
+        raise DataError(f"{data_path}: {source} can forecast none of the compared origins (its lookback is longer?)")
+    return every
 
 
 def _choice(ckpt: Checkpoint, ds: Dataset, mode: str) -> list[str] | None:

@@ -101,3 +101,20 @@ def quantile_columns(columns: dict[str, Any], target: str) -> list[str]:
             if name.startswith(prefix):
                 levels[name] = float(name[len(prefix) :])
     return sorted(levels, key=levels.__getitem__)
+
+
+def plot_score(path: Path, report: dict[str, Any]) -> None:
+    """MASE over time (by week, or by origin when asked) for the served forecasts and both baselines."""
+    plt = _pyplot()
+    key = "origin" if "origin" in report["by"] else "week"
+    rows = report["by"].get(key, [])
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for name, style in (("served", "-o"), ("seasonal_naive", "--"), ("naive", ":")):
+        ax.plot([r[key] for r in rows], [r[name]["mase"] for r in rows], style, label=name.replace("_", " "))
+    ax.set_xlabel(key)
+    ax.set_ylabel("MASE (mean over series)")
+    ax.set_title(f"realised accuracy: {report['scored']} forecasts, {report['series']} series")
+    ax.legend()
+    fig.autofmt_xdate()
+    _save(fig, path)
+    plt.close(fig)

@@ -39,7 +39,6 @@ from lstmcast.sinks import model_id
 KEY = ("series", "origin", "target_time", "model_id")
 FIXED = (*KEY, "step", "forecaster", "issued_at")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
-DELETE_BATCH = 500  # series ids per DELETE … IN (…)
 
 
 @dataclass(frozen=True)
@@ -156,10 +155,5 @@ def _replace(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if row["step"] == 1:
             by_origin.setdefault(row["origin"], []).append(row["series"])
-    model = rows[0]["model_id"]
-    c = table.c
-    for origin, ids in by_origin.items():
-        for at in range(0, len(ids), DELETE_BATCH):
-            batch = ids[at : at + DELETE_BATCH]
-            conn.execute(table.delete().where(c.model_id == model, c.origin == origin, c.series.in_(batch)))
+    db.delete_runs(conn, table, rows[0]["model_id"], by_origin)
     conn.execute(table.insert(), rows)
