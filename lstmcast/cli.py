@@ -754,6 +754,125 @@ def _stdout_console() -> Any:
     return QuietOnBrokenPipe()
 
 
+@app.command()
+@handle_errors
+def tune(
+    config: ConfigArg,
+    budget: Annotated[
+        str, typer.Option(help="Wall-clock time for the search: 30m, 2h, or seconds.", show_default=False)
+    ],
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Stop once the study has this many finished trials (all runs together).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the study, best.yaml, trials.csv [default: tune/ beside CONFIG].")
+    ] = None,
+    space: Annotated[
+        Path | None, typer.Option(help="YAML of section.key: [choices] or {low, high[, log]} to search instead.")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Study database: a URL (postgresql://… to share across machines) or SQLite path [default: DIR/study.db]."
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed [default: train.seed].")] = None,
+    set_: SetOpt = None,
+    train_best: Annotated[bool, typer.Option("--train", help="Then train best.yaml into DIR/model.")] = False,
+    ensemble: Annotated[
+        int, typer.Option(min=1, help="Then train best.yaml with this many seeds (train.ensemble) into DIR/model.")
+    ] = 1,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw each trial's validation MASE and the best so far (PNG).")
+    ] = None,
+    quiet: QuietOpt = False,
+    log_file: LogOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Search CONFIG's settings on validation rows within --budget; write DIR/best.yaml (trainable as is)."""
+    started = time.perf_counter()
+    from lstmcast.db import require
+
+    require("optuna", "tune", "lstmcast tune")
+    from lstmcast.tune import parse_budget, storage_url
+
+    seconds = parse_budget(budget)
+    folder = out if out is not None else config.resolve().parent / "tune"
+    storage_url(folder, storage)  # a password in clear is refused before any work
+    if plot is not None:
+        from lstmcast.plots import require_matplotlib
+
+        require_matplotlib()
+    reporter = _reporter(quiet, log_file)
+    try:
+        from lstmcast.tune import run, train_winner
+
+        summary = run(
+            config, folder, seconds, reporter, trials=trials, space_path=space, storage=storage, seed=seed,
+            overrides=set_ or [],
+        )  # fmt: skip
+        if train_best or ensemble > 1:
+            summary["trained"] = train_winner(folder, reporter, ensemble)
+        if plot is not None:
+            from lstmcast.plots import plot_tuning
+
+            plot_tuning(plot, folder / "trials.csv")
+            summary["outputs"]["plot"] = str(plot)
+    finally:
+        _close(reporter, started, False)
+    if json_output:
+        _emit_json(_summary("tune", started, **summary))
+        return
+    best = summary.get("best")
+    _stdout(
+        f"{summary['trials']} trials ({summary['complete']} complete, {summary['pruned']} pruned); "
+        + (
+            f"best: trial {best['trial']}, validation MASE {best['validation_mase']:.4g}"
+            if best
+            else "no trial finished yet"
+        )
+    )
+    if summary.get("importance"):
+        _stdout("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items()))
+    _print_written({k: v for k, v in summary["outputs"].items()})
+    if "trained" in summary:
+        _stdout(f"checkpoint written to {summary['trained']['checkpoint']}")
+
+
+@app.command()
+@handle_errors
+def init(
+    data: Annotated[
+        str, typer.Argument(help="CSV, Parquet file or folder, or database URL (with --query).", show_default=False)
+    ],
+    target: Annotated[list[str], typer.Option(help="Column to forecast (repeatable).", show_default=False)],
+    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast.", show_default=False)],
+    series_id: Annotated[str | None, typer.Option(help="Column naming the series (long format).")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Column of times.")] = "timestamp",
+    query: QueryOpt = None,
+    out: Annotated[Path, typer.Option(help="Config file to write.")] = Path("lstmcast.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Write a starting config for DATA: frequency, season and series found, window and epochs to match."""
+    started = time.perf_counter()
+    from lstmcast.db import is_url
+    from lstmcast.starter import check_out, write
+
+    check_out(out, force)
+    source = _source(data, query)
+    where = data if is_url(data) else str(Path(data).resolve())
+    cfg, facts = write(where, target, horizon, series_id, timestamp, source.query if source else None, out)
+    if json_output:
+        _emit_json(_summary("init", started, outputs={"config": str(out)}, data=facts, config=cfg.to_dict()))
+        return
+    _stdout(
+        f"{facts['series']} series, frequency {facts['freq'] or 'none'}, seasonal period {facts['season']}: "
+        f"lookback {cfg.window.lookback}, patch {cfg.model.patch}, {cfg.train.epochs} epochs"
+    )
+    _stdout(f"config written to {out}")
+
+
 class Metric(str, Enum):  # promote --metric
     mase = "mase"
     mae = "mae"

@@ -114,6 +114,12 @@ def _expanded(parsed: Any, role: str) -> tuple[Any, str | None]:
     return done, password
 
 
+def connect_url(url: str, role: str) -> str:
+    """The URL with ${VAR} expanded, for a library that connects by itself (Optuna); never shown to anyone."""
+    parsed, _secret = _expanded(parse(url, role), role)
+    return str(parsed.render_as_string(hide_password=False))
+
+
 def engine(url: str, *, role: str = "data.path", reading: bool = True) -> tuple[Any, str | None]:
     """A SQLAlchemy engine for `url` (no pool: one connection per run) and the password to keep out of messages.
 

@@ -118,3 +118,23 @@ def plot_score(path: Path, report: dict[str, Any]) -> None:
     fig.autofmt_xdate()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_tuning(path: Path, trials_csv: Path) -> None:
+    """Each trial's validation MASE (pruned trials as crosses at the bottom) and the best so far."""
+    import pandas as pd
+
+    plt = _pyplot()
+    frame = pd.read_csv(trials_csv)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    done = frame[frame["state"] == "COMPLETE"]
+    ax.plot(done["number"], done["value"], "o", label="complete")
+    ax.plot(done["number"], done["value"].cummin(), "-", label="best so far")
+    pruned = frame[frame["state"] == "PRUNED"]
+    if len(pruned) and len(done):
+        ax.plot(pruned["number"], [done["value"].min()] * len(pruned), "x", color="grey", label="pruned")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation MASE (mean over series)")
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,152 @@
+"""`lstmcast tune` and `lstmcast init` on tiny data: a few trials of a few steps each.
+
+best.yaml must train as is; the budget must stop a trial within a step; a rerun continues the
+study's trial count; two processes on one SQLite study must not corrupt it; SIGTERM must stop
+cleanly (exit 143, study kept); a bad space file is one error line.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import assert_user_error, cli, sine_csv, write_config
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = {"train.lr": {"low": 0.001, "high": 0.02, "log": True}, "model.hidden_size": [4, 8], "train.epochs": [1, 2]}
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    sine_csv(tmp_path / "series.csv")
+    write_config(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    return tmp_path
+
+
+def trials_of(storage: Path) -> list:
+    return optuna.load_study(study_name="lstmcast", storage=f"sqlite:///{storage}").trials
+
+
+def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
+    args = ("tune", tiny / "config.yaml", "--budget", "10m", "--space", tiny / "space.yaml", "--out", tiny / "t")
+    done = cli(*args, "--trials", "3", "--json", "--quiet")
+    assert done.code == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["trials"] == 3 and summary["complete"] + summary["pruned"] == 3
+    assert summary["best"]["validation_mase"] > 0 and set(summary["best"]["params"]) == set(SPACE)
+    trials = pd.read_csv(tiny / "t" / "trials.csv")
+    assert len(trials) == 3 and trials["value"].min() == pytest.approx(summary["best"]["validation_mase"])
+    assert trials.loc[0, "params_model.hidden_size"] == 8  # the first trial is the config as written
+    best = yaml.safe_load((tiny / "t" / "best.yaml").read_text())
+    assert {k: best[k.split(".")[0]][k.split(".")[1]] for k in SPACE} == summary["best"]["params"]
+    assert [p.name for p in (tiny / "t" / "trials").iterdir()] == [str(summary["best"]["trial"])]  # only the best kept
+    trained = cli("train", tiny / "t" / "best.yaml", "--quiet")
+    assert trained.code == 0, trained.stderr
+    assert (tiny / "t" / "model" / "model.pt").exists()
+    again = json.loads(cli(*args, "--trials", "5", "--json", "--quiet").stdout)
+    assert again["trials"] == 5 and again["trials_this_run"] == 2
+    assert len(trials_of(tiny / "t" / "study.db")) == 5
+
+
+def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
+    (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
+    done = cli("tune", tiny / "config.yaml", "--budget", "2s", "--space", tiny / "long.yaml", "--out", tiny / "t",
+               "--json", "--quiet")  # fmt: skip
+    assert done.code == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["complete"] == 0 and summary["pruned"] == 1 and "best" not in summary
+    trial = trials_of(tiny / "t" / "study.db")[0]
+    assert trial.user_attrs["stopped"] == "budget"
+    assert not (tiny / "t" / "best.yaml").exists()
+
+
+BAD_SPACES = {
+    "not a key": ({"train.speed": [1, 2]}, "'train.speed' is not a config key"),
+    "no section": ({"lr": [0.1]}, "'lr' is not a config key"),
+    "backwards range": ({"train.lr": {"low": 0.1, "high": 0.01}}, "needs numbers low < high"),
+    "a bad choice": ({"window.norm": ["last", "sideways"]}, "window.norm = 'sideways'"),
+    "a scalar": ({"train.lr": 0.1}, "must be a list of choices"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPACES))
+def test_a_bad_space_is_one_error_line(case: str, tiny: Path) -> None:
+    space, fragment = BAD_SPACES[case]
+    (tiny / "bad.yaml").write_text(yaml.safe_dump(space))
+    result = cli("tune", tiny / "config.yaml", "--budget", "1m", "--space", tiny / "bad.yaml", "--out", tiny / "t")
+    assert_user_error(result, fragment)
+    assert not (tiny / "t" / "study.db").exists()
+
+
+def test_bad_tune_options_are_one_error_line(tiny: Path) -> None:
+    assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "soon"), "--budget 'soon' is not a time")
+    (tiny / "broken.yaml").write_text("train.lr: [1, 2\n")
+    assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "1m", "--space", tiny / "broken.yaml"), "line")
+    clear = cli("tune", tiny / "config.yaml", "--budget", "1m", "--storage", "postgresql://u:hunter2@h/db")
+    assert_user_error(clear, "password in clear")
+    assert "hunter2" not in clear.stderr
+
+
+def tune_process(tiny: Path, out: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lstmcast", "tune", str(tiny / "config.yaml"), "--budget", "5m", "--space",
+         str(tiny / "space.yaml"), "--out", str(tiny / out), "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_two_processes_share_one_study_and_sigterm_stops_cleanly(tiny: Path) -> None:
+    shared = ("--storage", str(tiny / "shared.db"), "--trials", "6")
+    first, second = tune_process(tiny, "a", *shared), tune_process(tiny, "b", *shared)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    trials = trials_of(tiny / "shared.db")
+    assert len({t.number for t in trials}) == len(trials) >= 6
+    assert all(t.state.is_finished() for t in trials)
+    # SIGTERM during a long trial: exit 143, one line, the study kept for the next run
+    (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmcast", "tune", str(tiny / "config.yaml"), "--budget", "5m", "--space",
+         str(tiny / "long.yaml"), "--out", str(tiny / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tiny / "c" / "trials" / "0" / "train.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "SIGTERM" in errors[0] and "Traceback" not in err
+    assert [t.state.name for t in trials_of(tiny / "c" / "study.db")] == ["FAIL"]
+
+
+def test_init_writes_a_config_that_trains(tmp_path: Path) -> None:
+    sine_csv(tmp_path / "series.csv", rows=600)
+    out = tmp_path / "start.yaml"
+    done = cli("init", tmp_path / "series.csv", "--target", "load", "--horizon", "12", "--out", out, "--json")
+    assert done.code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["data"]["freq"] == "h" and report["data"]["season"] == 24 and report["data"]["series"] == 1
+    cfg = yaml.safe_load(out.read_text())
+    assert cfg["window"]["lookback"] % 24 == 0 and cfg["window"]["lookback"] % cfg["model"]["patch"] == 0
+    assert "seasonal period 24" in out.read_text()
+    assert cli("validate", out, "--quiet").code == 0
+    assert_user_error(
+        cli("init", tmp_path / "series.csv", "--target", "load", "--horizon", "12", "--out", out), "exists"
+    )
+    too_far = cli("init", tmp_path / "series.csv", "--target", "load", "--horizon", "400", "--out", tmp_path / "x.yaml")
+    assert_user_error(too_far, "too few for horizon 400")
+    assert_user_error(cli("init", tmp_path / "series.csv", "--target", "nope", "--horizon", "12", "--out",
+                          tmp_path / "y.yaml"), "column 'nope' not found")  # fmt: skip
