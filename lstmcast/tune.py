@@ -194,11 +194,10 @@ class _TrialReporter(Reporter):
     def on_validation(self, point: Any, epochs: int) -> None:
         if point.val_loss is None or not self.prune:
             return
-        import optuna
 
         self.trial.report(float(point.val_loss), point.step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"validation loss {point.val_loss:.4g} at step {point.step}")
+            raise _pruned(self.trial, f"validation loss {point.val_loss:.4g} at step {point.step}")
 
 
 @dataclass
@@ -220,27 +219,26 @@ class Search:
         return all(d.key != "train.loss" for d in self.space)
 
     def objective(self, trial: Any) -> float:
-        import optuna
 
         from lstmcast.pipeline import TrainOptions, train
 
         values = {d.key: d.suggest(trial) for d in self.space}
         steps = _lstm_steps({**self._base_values(), **values})
         if self.max_steps is not None and steps > self.max_steps:
-            raise optuna.TrialPruned(f"{steps} LSTM steps (lookback / patch) is more than {self.max_steps}")
+            raise _pruned(trial, f"{steps} LSTM steps (lookback / patch) is more than {self.max_steps}")
         folder = self.out / "trials" / str(trial.number)
         self.mine.append(trial.number)
         try:
             cfg = with_values(self.base, {**values, "output.dir": str(folder)})
         except ConfigError as exc:  # e.g. a lookback that is not a multiple of the patch
-            raise optuna.TrialPruned(f"invalid combination: {exc}") from None
+            raise _pruned(trial, f"invalid combination: {exc}") from None
         reporter = _TrialReporter(trial, self.deadline, self.prune)
         try:
             outcome = train(cfg, reporter, TrainOptions())
         except BudgetSpent:
             trial.set_user_attr("stopped", "budget")
             self.stop = True
-            raise optuna.TrialPruned("the budget ran out") from None
+            raise _pruned(trial, "the budget ran out") from None
         except Interrupted as exc:
             name = str(exc).split(" in epoch")[0]  # "interrupted by SIGTERM"
             shutil.rmtree(folder, ignore_errors=True)  # a trial is never resumed: the study goes on instead
@@ -253,12 +251,12 @@ class Search:
             raise self.interrupted from None
         except LstmcastError as exc:  # this setting cannot train (too long a lookback, divergence): a bad point
             trial.set_user_attr("error", str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
+            raise _pruned(trial, str(exc)) from None
         finally:
             reporter.close()
         value = outcome.metrics.get("selection", {}).get("validation_mase", {}).get("model")
         if value is None or not math.isfinite(value):
-            raise optuna.TrialPruned("no validation MASE")
+            raise _pruned(trial, "no validation MASE")
         trial.set_user_attr("train_seconds", round(outcome.metrics.get("train_seconds", 0.0), 1))
         trial.set_user_attr("epochs_run", outcome.metrics.get("epochs_run"))
         return float(value)
@@ -278,6 +276,14 @@ class Search:
         self.reporter.info(f"trial {trial.number} {result}; best {best_text}; {_duration(left)} left")
         if self.stop or left <= 0:
             study.stop()
+
+
+def _pruned(trial: Any, reason: str) -> Exception:
+    """Optuna's TrialPruned, with the reason kept in the study (trials.csv's `user_attrs_pruned`)."""
+    import optuna
+
+    trial.set_user_attr("pruned", reason[:200])
+    return optuna.TrialPruned(reason)
 
 
 def search_defaults(cfg: Config) -> dict[str, Any]:
