@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,24 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run/ folder `lstmcast train config.yaml --quiet` writes in `project`, trained once per session."""
+    folder = tmp_path_factory.mktemp("tiny")
+    sine_csv(folder / "series.csv")
+    write_config(folder)
+    result = cli("train", folder / "config.yaml", "--quiet")
+    assert result.code == 0, result.stderr
+    return folder / "run"
+
+
+@pytest.fixture
+def trained_project(project: Path, tiny_run: Path) -> Path:
+    """`project` after `lstmcast train config.yaml --quiet`: its own copy of `tiny_run` (same data and config)."""
+    shutil.copytree(tiny_run, project / "run")
+    return project
+
+
 class Result:
     def __init__(self, code: int, stdout: str, stderr: str) -> None:
         self.code, self.stdout, self.stderr = code, stdout, stderr
@@ -103,3 +122,13 @@ def assert_user_error(result: Result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
+
+
+@pytest.fixture(scope="session")
+def forker(tmp_path_factory: pytest.TempPathFactory):
+    """Forks `lstmcast` processes from an interpreter that has imported it already (see forked.py)."""
+    from .forked import Forker
+
+    forker = Forker(tmp_path_factory.mktemp("forked"))
+    yield forker
+    forker.close()

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from .conftest import TINY, assert_user_error, cli, cli_process, write_config
+from .conftest import TINY, assert_user_error, cli, write_config
 
 MAX_LINE = 300
 
@@ -209,14 +209,14 @@ def test_a_hostile_input_is_one_bounded_line_and_harms_nothing(trained, name, co
     assert _unharmed(before, _digest(trained / "run"))  # model.pt, forecast.csv, metrics … untouched
 
 
-def test_a_fifo_or_device_as_config_or_checkpoint_is_refused_without_waiting(trained, tmp_path):
+def test_a_fifo_or_device_as_config_or_checkpoint_is_refused_without_waiting(trained, tmp_path, forker):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     data = trained / "series.csv"
     for args in (["validate", fifo], ["predict", fifo, "--data", data], ["inspect", "/dev/zero"]):
-        result = cli_process(*args, timeout=60)  # a hang fails here instead of blocking the suite
+        result = forker.run(*args, timeout=60)  # a forked process: a hang fails here instead of blocking the suite
         assert_user_error(result, "not a regular file")
-    result = cli_process("train", trained / "config.yaml", "--init-from", fifo, "--out", tmp_path / "x", timeout=60)
+    result = forker.run("train", trained / "config.yaml", "--init-from", fifo, "--out", tmp_path / "x", timeout=60)
     assert_user_error(result, "not a regular file")
 
 

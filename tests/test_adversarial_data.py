@@ -13,8 +13,6 @@ import io
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,8 @@ from hypothesis import strategies as st
 from lstmcast import fastcsv
 from lstmcast.frame import load_series
 
-from .conftest import assert_user_error, cli, cli_process, sine_csv, write_config
+from .conftest import assert_user_error, cli, sine_csv, write_config
+from .forked import Forker
 
 MAX_LINE = 300  # characters of the error line, the test's own folder counted as 5 ("<tmp>")
 
@@ -361,7 +360,7 @@ CASES = {
 }
 
 
-def run_case(case: Case, project: Path, data: Path):
+def run_case(case: Case, project: Path, data: Path, forker: Forker):
     run = project / "run"
     args = {
         "train": ("train", project / "config.yaml", "--data", data, "--out", run),
@@ -370,17 +369,17 @@ def run_case(case: Case, project: Path, data: Path):
         "evaluate": ("evaluate", run / "model.pt", "--data", data, "--report", run / "report.json"),
         "inspect": ("inspect", run / "model.pt", "--data", data),
     }[case.command] + case.extra
-    if case.subprocess:
-        return cli_process(*args, "--quiet", timeout=90)  # raises TimeoutExpired on a hang
+    if case.subprocess:  # a forked process (tests/forked.py): a hang is killed and fails the test
+        return forker.run(*args, "--quiet", timeout=90)
     return cli(*args, "--quiet")
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_data_is_one_short_line_and_harms_nothing(name: str, project: Path) -> None:
+def test_bad_data_is_one_short_line_and_harms_nothing(name: str, project: Path, forker: Forker) -> None:
     case = CASES[name]
     data = case.make(project)
     before = snapshot(project)
-    result = run_case(case, project, data)
+    result = run_case(case, project, data, forker)
     assert_user_error(result, *case.fragments)
     line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
     assert len(line.replace(str(project), "<tmp>")) <= MAX_LINE, line[:1000]
@@ -431,7 +430,9 @@ def _while_open(pid: int, path: Path, act: Callable[[], None], timeout: float = 
         ("append", "changed while"),
     ],
 )
-def test_a_file_changed_while_read_is_a_user_error(how: str, says: str, big_csv: Path, tmp_path: Path) -> None:
+def test_a_file_changed_while_read_is_a_user_error(
+    how: str, says: str, big_csv: Path, tmp_path: Path, forker: Forker
+) -> None:
     data = tmp_path / "data.csv"
     shutil.copy(big_csv, data)
     write_config(tmp_path)
@@ -447,21 +448,13 @@ def test_a_file_changed_while_read_is_a_user_error(how: str, says: str, big_csv:
             with data.open("a") as f:
                 f.write("2114-01-29 16:00:00,1,1\n")
 
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lstmcast", "validate", str(tmp_path / "config.yaml"), "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        acted = _while_open(proc.pid, data, act)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    # Another process reads the file: one forked from an interpreter that has imported lstmcast (tests/forked.py).
+    proc = forker.start("validate", tmp_path / "config.yaml", "--data", data)
+    acted = _while_open(proc.pid, data, act)
+    code = proc.wait(120)
+    err = proc.stderr
     assert acted, "lstmcast never opened the data file"
-    assert proc.returncode == 2, (proc.returncode, err)
+    assert code == 2, (code, err)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and says in errors[0] and "Traceback" not in err, err
 

@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from .conftest import Result, assert_user_error, cli, sine_csv, write_config
+from .forked import Forker
 
 MAX_ERROR_CHARS = 300
 RUN_TIMEOUT = 120  # a hang (a FIFO opened for writing, a lock never given up) fails the case instead of blocking
@@ -145,8 +146,12 @@ def needs_a_process(run: Run) -> bool:
     return False
 
 
-def run_cli(run: Run, cwd: Path, home: Path) -> Result:
-    """The CLI without a terminal: in-process, or in a subprocess with cron's environment (PATH and HOME only)."""
+def run_cli(run: Run, cwd: Path, home: Path, forker: Forker) -> Result:
+    """The CLI without a terminal: in-process, or in a process with cron's environment (PATH and HOME only).
+
+    With stdout and stderr on pipes the process is forked from one that has imported lstmcast already
+    (tests/forked.py); closed, broken or full streams need `python -m lstmcast` started that way.
+    """
     if not needs_a_process(run):
         previous = os.getcwd()
         os.chdir(run.cwd or cwd)
@@ -155,6 +160,8 @@ def run_cli(run: Run, cwd: Path, home: Path) -> Result:
         finally:
             os.chdir(previous)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    if run.stdout == "pipe" and run.stderr == "pipe":
+        return forker.run(*run.args, cwd=run.cwd or cwd, env=env, timeout=RUN_TIMEOUT)
     stdout: int = subprocess.PIPE
     if run.stdout == "broken":
         reader, stdout = os.pipe()
@@ -653,7 +660,9 @@ CASES: list[tuple[str, Callable[[World], Run]]] = [
 
 
 @pytest.mark.parametrize(("family", "arrange"), CASES, ids=[f"{family}-{case.__name__}" for family, case in CASES])
-def test_adversarial_case(family: str, arrange: Callable[[World], Run], trained: Path, tmp_path: Path) -> None:
+def test_adversarial_case(
+    family: str, arrange: Callable[[World], Run], trained: Path, tmp_path: Path, forker: Forker
+) -> None:
     root = tmp_path / "w"
     root.mkdir()
     for name in ("series.csv", "config.yaml"):
@@ -663,7 +672,7 @@ def test_adversarial_case(family: str, arrange: Callable[[World], Run], trained:
         world = World(root, stack)
         run = arrange(world)
         before = snapshot(root)
-        result = run_cli(run, root, tmp_path)
+        result = run_cli(run, root, tmp_path, forker)
         assert_contract(result, run)
         after = snapshot(root)
         run.check(result)

@@ -100,8 +100,8 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_bad_checkpoints_are_user_errors(project, tmp_path):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     good = (project / "run" / "model.pt").read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good[: len(good) // 2])
@@ -117,8 +117,8 @@ def test_bad_checkpoints_are_user_errors(project, tmp_path):
     assert_user_error(cli("predict", tmp_path / "newer.pt", "--data", project / "series.csv"), "upgrade lstmcast")
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_predict_data_errors(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     model = project / "run" / "model.pt"
     frame = pd.read_csv(project / "series.csv")
     frame.tail(30).to_csv(project / "short.csv", index=False)
@@ -197,9 +197,9 @@ def test_multiple_targets_are_forecast_together(tmp_path):
     assert list(pd.read_csv(tmp_path / "f.csv").columns) == ["timestamp", "load", "temp", "forecaster"]
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_forecast_written_atomically_over_the_previous_one(project, monkeypatch):
     """A failure while writing leaves the previous forecast intact and no stray file."""
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     model, data, out = project / "run" / "model.pt", project / "series.csv", project / "f.csv"
     assert cli("predict", model, "--data", data, "--out", out).code == 0
     before = out.read_bytes()

@@ -22,16 +22,7 @@ import lstmcast.train
 from lstmcast import checkpoint
 
 from .conftest import assert_user_error, cli
-
-
-def spawn(*args: str | Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lstmcast", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+from .forked import Forker
 
 
 def wait_for_line(proc: subprocess.Popen, fragment: str, timeout: float = 60) -> None:
@@ -80,16 +71,17 @@ def test_second_writer_exits_75_and_a_killed_holders_lock_is_not_stale(project):
 # ---------------------------------------------------------------------------- interrupt and resume
 
 
-def test_interrupted_then_resumed_run_ends_with_identical_weights(project):
-    long = ["--set", "train.epochs=40", "--set", "train.patience=0"]
+def test_interrupted_then_resumed_run_ends_with_identical_weights(project, forker):
+    long = ["--set", "train.epochs=24", "--set", "train.patience=0"]
     assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *long).code == 0
 
     out = project / "pieces"
-    first = spawn("train", project / "config.yaml", "--out", out, "--data", project / "series.csv", *long)
-    wait_for_line(first, "epoch 3/40")
-    first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=60)
-    assert first.returncode == 130, err
+    # The first piece is a forked process (tests/forked.py); the second is `python -m lstmcast` from another cwd.
+    first = forker.start("train", project / "config.yaml", "--out", out, "--data", project / "series.csv", *long)
+    first.wait_for("epoch 3/24")
+    first.send(signal.SIGINT)
+    assert first.wait(60) == 130, first.stderr
+    err = first.stderr
     assert (out / "state.pt").exists() and not (out / "model.pt").exists()
     # The hint is the whole command: run exactly what it says, from another working directory.
     hint = shlex.split(err.split("continue with: ")[1].split(" (same config")[0])
@@ -104,7 +96,7 @@ def test_interrupted_then_resumed_run_ends_with_identical_weights(project):
         stdin=subprocess.DEVNULL,
         text=True,
     )
-    wait_for_line(second, "epoch 12/40")
+    wait_for_line(second, "epoch 6/24")
     second.send_signal(signal.SIGTERM)
     _, err = second.communicate(timeout=60)
     assert second.returncode == 143, err
@@ -114,28 +106,27 @@ def test_interrupted_then_resumed_run_ends_with_identical_weights(project):
     assert same(weights(out / "model.pt"), weights(project / "straight" / "model.pt"))
     assert not (out / "state.pt").exists()
     history = pd.read_csv(out / "history.csv")
-    assert list(history["epoch"]) == list(range(1, 41))
+    assert list(history["epoch"]) == list(range(1, 25))
 
 
-def test_resume_refuses_a_changed_config_or_a_missing_state(project):
+def test_resume_refuses_a_changed_config_or_a_missing_state(project, forker):
     assert_user_error(cli("train", project / "config.yaml", "--resume"), "no resumable state")
-    proc = spawn("train", project / "config.yaml", "--set", "train.epochs=60", "--set", "train.patience=0")
-    wait_for_line(proc, "epoch 2/60")
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    proc = forker.start("train", project / "config.yaml", "--set", "train.epochs=60", "--set", "train.patience=0")
+    proc.wait_for("epoch 2/60")
+    proc.send(signal.SIGINT)
+    assert proc.wait(60) == 130, proc.stderr
     changed = cli("train", project / "config.yaml", "--resume", "--set", "train.epochs=60", "--set", "train.lr=0.5")
     assert_user_error(changed, "train.lr = 0.01", "0.5")
 
 
-def _kill_loop(folder: Path, kills: int, seed: int) -> dict[str, int]:
+def _kill_loop(forker, folder: Path, kills: int, seed: int) -> dict[str, int]:
     """Start training, SIGKILL it at a random moment, check what is on disk; `kills` times."""
     out = folder / "run"
     old = weights(out / "model.pt")
     rng = random.Random(seed)
     outcomes = {"old": 0, "new": 0}
     for _ in range(kills):
-        proc = spawn(
+        proc = forker.start(
             "train",
             folder / "config.yaml",
             "--set",
@@ -145,10 +136,10 @@ def _kill_loop(folder: Path, kills: int, seed: int) -> dict[str, int]:
             "--set",
             "train.patience=0",
         )
-        wait_for_line(proc, "rows of")
+        proc.wait_for("rows of")
         time.sleep(rng.uniform(0.0, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        proc.send(signal.SIGKILL)
+        proc.wait(60)
         current = weights(out / "model.pt")  # always loads: complete
         if same(current, old):
             outcomes["old"] += 1
@@ -160,10 +151,12 @@ def _kill_loop(folder: Path, kills: int, seed: int) -> dict[str, int]:
     return outcomes
 
 
-def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project):
+def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project, forker):
     """20 kills while training rewrites state.pt each epoch: model.pt is always the old or the new one.
 
-    Two folders are killed in parallel (10 kills each) so that the test takes half the time on 2 cores.
+    Each run is a process forked from an interpreter that has imported lstmcast (tests/forked.py), so a
+    kill costs the moment it waits for, not the seconds `python -m lstmcast` takes to import torch; two
+    folders are killed in parallel (10 kills each), as most of that time is the wait before the kill.
     """
     folders = []
     for name in ("k1", "k2"):
@@ -173,16 +166,21 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project):
         shutil.copy(project / "config.yaml", folder / "config.yaml")
         assert cli("train", folder / "config.yaml", "--quiet").code == 0
         folders.append(folder)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_kill_loop, folders, [10, 10], [0, 1]))
+    (project / "second").mkdir()
+    second = Forker(project / "second")  # a second zygote: the folders are killed in parallel (10 kills each)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(_kill_loop, [forker, second], folders, [10, 10], [0, 1]))
+    finally:
+        second.close()
     assert sum(sum(r.values()) for r in results) == 20
     for folder in folders:
         assert cli("train", folder / "config.yaml", "--quiet").code == 0  # the next run cleans up stray temporaries
         assert not [p for p in (folder / "run").iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_non_finite_loss_stops_and_keeps_the_previous_model(project, monkeypatch):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     before = (project / "run" / "model.pt").read_bytes()
     calls = {"n": 0}
     mse = lstmcast.train.LOSSES["mse"]
@@ -240,14 +238,14 @@ def test_json_summary_log_file_and_dated_forecast(project):
     }
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_bad_placeholder_is_a_user_error(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     result = cli("predict", project / "run" / "model.pt", "--data", project / "series.csv", "--out", "{when}.csv")
     assert_user_error(result, "unknown placeholder {when}")
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_warm_start_fine_tunes_and_refuses_another_architecture(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     base = project / "run" / "model.pt"
     tuned = cli("train", project / "config.yaml", "--init-from", base, "--out", project / "tuned", "--quiet")
     assert tuned.code == 0, tuned.stderr
@@ -300,16 +298,15 @@ def test_cron_like_environment_with_log_file(project, tmp_path):
     assert "trained 2 epochs" in log.read_text()
 
 
-def test_an_interrupted_ensemble_resumes_member_by_member(project):
-    args = ["--set", "train.ensemble=2", "--set", "train.epochs=25", "--set", "train.patience=0"]
+def test_an_interrupted_ensemble_resumes_member_by_member(project, forker):
+    args = ["--set", "train.ensemble=2", "--set", "train.epochs=16", "--set", "train.patience=0"]
     assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *args).code == 0
     out = project / "pieces"
-    proc = spawn("train", project / "config.yaml", "--out", out, *args)
-    wait_for_line(proc, "ensemble member 2 of 2")
-    wait_for_line(proc, "epoch 3/25")
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    proc = forker.start("train", project / "config.yaml", "--out", out, *args)
+    proc.wait_for("ensemble member 2 of 2")
+    proc.wait_for("epoch 3/16")
+    proc.send(signal.SIGINT)
+    assert proc.wait(60) == 130, proc.stderr
     assert len(checkpoint.load_state(out / "state.pt").members) == 1  # the finished member is kept
     assert cli("train", project / "config.yaml", "--out", out, "--resume", "--quiet", *args).code == 0
     resumed, straight = checkpoint.load(out / "model.pt"), checkpoint.load(project / "straight" / "model.pt")

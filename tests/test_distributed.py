@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from lstmcast import lock
-from tests.conftest import ROOT, cli, cli_process
+from tests.conftest import ROOT, cli
 from tests.ddp_worker import BATCH, toy_problem
 
 WORKER = ROOT / "tests" / "ddp_worker.py"
@@ -26,8 +26,10 @@ def torchrun(*args: str | Path, timeout: float = 120) -> subprocess.CompletedPro
     )
 
 
-def test_two_processes_write_one_checkpoint_that_predict_loads(project):
-    result = cli_process("train", project / "config.yaml", "--nproc", "2", "--out", project / "run", timeout=180)
+def test_two_processes_write_one_checkpoint_that_predict_loads(project, forker):
+    # The launcher is forked from an interpreter that has imported lstmcast (tests/forked.py); it starts the
+    # two workers as `python -m lstmcast` processes through torch's elastic launcher, as always.
+    result = forker.run("train", project / "config.yaml", "--nproc", "2", "--out", project / "run", timeout=180)
     assert result.code == 0, result.stderr
     assert "in each of 2 processes (DDP)" in result.stderr
     assert "rank 1" not in result.stderr
@@ -75,15 +77,15 @@ def test_a_failing_rank_ends_the_whole_job_with_its_error(project):
     assert not (project / "run" / "model.pt").exists()
 
 
-def test_nproc_keeps_the_exit_codes_of_a_single_process_run(project):
+def test_nproc_keeps_the_exit_codes_of_a_single_process_run(project, forker):
     (project / "series.csv").write_text("timestamp,load,temp\n2024-01-01 00:00:00,1,2\n")
-    bad = cli_process("train", project / "config.yaml", "--nproc", "2", timeout=180)
+    bad = forker.run("train", project / "config.yaml", "--nproc", "2", timeout=180)  # launcher forked, as above
     assert bad.code == 2, bad.stderr
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "series.csv" in errors[0], bad.stderr
 
     with lock.hold(project / "run"):
-        locked = cli_process("train", project / "config.yaml", "--nproc", "2", timeout=180)
+        locked = forker.run("train", project / "config.yaml", "--nproc", "2", timeout=180)
     assert locked.code == 75, locked.stderr
 
 

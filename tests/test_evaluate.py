@@ -79,8 +79,8 @@ def test_quantile_training_writes_monotone_columns_and_evaluate_reports_coverage
     assert "coverage of the 80% (q10–q90) interval" in result.stdout
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_evaluate_defaults_to_the_test_period_and_writes_a_complete_json(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     run = project / "run"
     result = cli("evaluate", run / "model.pt", "--data", project / "series.csv", "--report", run / "eval.json")
     assert result.code == 0, result.stderr
@@ -99,8 +99,8 @@ def test_evaluate_defaults_to_the_test_period_and_writes_a_complete_json(project
         assert label in result.stdout
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_evaluate_window_and_stride(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     model, data = project / "run" / "model.pt", project / "series.csv"
     json_path = project / "e.json"
     args = ["--start", "2024-01-10 00:00", "--end", "2024-01-12 23:00", "--stride", "5", "--report", json_path]
@@ -123,8 +123,8 @@ def test_plots_are_valid_png_files(project):
         assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 5000
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_plot_without_matplotlib_says_what_to_install(project, monkeypatch):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     result = cli("predict", project / "run" / "model.pt", "--data", project / "series.csv", "--plot", project / "f.png")
     assert_user_error(result, "install lstmcast[plot]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from lstmcast import checkpoint
@@ -27,8 +28,8 @@ def test_reference_cell_trains_and_its_checkpoint_runs_in_the_fused_cell(project
         assert torch.allclose(reference(x, future), fused(x, future), atol=1e-5)
 
 
+@pytest.mark.usefixtures("trained_project")  # run/ trained once per session, copied
 def test_inspect_shows_the_card_and_the_gates(project):
-    assert cli("train", project / "config.yaml", "--quiet").code == 0
     path = project / "run" / "model.pt"
     plain = cli("inspect", path)
     assert plain.code == 0, plain.stderr

@@ -20,10 +20,8 @@ FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
-def trained(project):
-    result = cli("train", project / "config.yaml", "--quiet")
-    assert result.code == 0, result.stderr
-    return project / "run" / "model.pt"
+def trained(trained_project):
+    return trained_project / "run" / "model.pt"
 
 
 def test_predict_and_evaluate_name_every_file_they_write(project, trained):
