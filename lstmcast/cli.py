@@ -359,6 +359,17 @@ SelectOpt = Annotated[
         show_default=False,
     ),
 ]
+ArchiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Also record the forecast in this archive (database URL, or a SQLite file path) for lstmcast score "
+        "[default: LSTMCAST_ARCHIVE, else the config's archive.url].",
+        show_default=False,
+    ),
+]
+NoArchiveOpt = Annotated[
+    bool, typer.Option("--no-archive", help="Do not record this forecast, whatever the defaults say.")
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also print the details log files get (e.g. every series skipped).")
 ]
@@ -575,17 +586,8 @@ def predict(
     ] = None,
     fallback: FallbackOpt = None,
     select: SelectOpt = None,
-    archive: Annotated[
-        str | None,
-        typer.Option(
-            help="Also record the forecast in this archive (database URL, or a SQLite file path) for lstmcast score "
-            "[default: LSTMCAST_ARCHIVE, else the config's archive.url].",
-            show_default=False,
-        ),
-    ] = None,
-    no_archive: Annotated[
-        bool, typer.Option("--no-archive", help="Do not record this forecast, whatever the defaults say.")
-    ] = False,
+    archive: ArchiveOpt = None,
+    no_archive: NoArchiveOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
@@ -822,7 +824,11 @@ def tune(
         _close(reporter, started, False)
     if json_output:
         _emit_json(_summary("tune", started, **summary))
-        return
+    else:
+        _print_tune(summary)
+
+
+def _print_tune(summary: dict[str, Any]) -> None:
     best = summary.get("best")
     _stdout(
         f"{summary['trials']} trials ({summary['complete']} complete, {summary['pruned']} pruned); "
