@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "m4_tune")
     parser.add_argument("--skip-tune", action="store_true", help="reuse the study in --out (train and score only)")
+    parser.add_argument("--config", type=Path, help="train and score this config instead of tune's best.yaml")
     args = parser.parse_args()
     out = args.out.resolve()
     work = out / "work"
@@ -66,16 +67,17 @@ def main() -> None:
     (work / "minimal.yaml").write_text(yaml.safe_dump(MINIMAL, sort_keys=False))
 
     started = time.perf_counter()
-    if not args.skip_tune:
+    if not args.skip_tune and args.config is None:
         lstmcast("tune", work / "minimal.yaml", "--budget", args.budget, "--out", work / "tune", "--plot",
                  out / "m4_tune.png", "--quiet")  # fmt: skip
     tune_seconds = time.perf_counter() - started
-    report = json.loads((work / "tune" / "report.json").read_text())
+    report = json.loads((work / "tune" / "report.json").read_text()) if args.config is None else {}
+    config = args.config.resolve() if args.config is not None else work / "tune" / "best.yaml"
     runs = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        lstmcast("train", work / "tune" / "best.yaml", "--out", work / f"seed{seed}", "--set", f"train.seed={seed}",
-                 "--quiet")  # fmt: skip
+        lstmcast("train", config, "--data", work / "train.csv", "--out", work / f"seed{seed}", "--set",
+                 f"train.seed={seed}", "--quiet")  # fmt: skip
         seconds = time.perf_counter() - t0
         for mode in ("best", "model"):
             lstmcast("predict", work / f"seed{seed}" / "model.pt", "--data", work / "train.csv", "--out",
@@ -95,7 +97,8 @@ def main() -> None:
     summary = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "budget": args.budget,
+        "config": str(config),
+        "budget": None if args.config is not None else args.budget,
         "tune_seconds": round(tune_seconds, 1),
         "tune": {k: report.get(k) for k in ("trials", "complete", "pruned", "best", "importance", "space")},
         "runs": runs,
