@@ -80,6 +80,7 @@ class TrainOptions:
     refit_scaler: bool = False
     wait: float | None = None
     resume_command: str = "lstmcast train CONFIG --resume"  # what to run to continue after a stop
+    monitor: bool = False  # also measure validation MAE at each validation (tune compares trials by it)
 
 
 # ---------------------------------------------------------------------------- shared steps
@@ -298,6 +299,7 @@ class _Run:
                 progress=self.reporter,
                 world=self.world,
                 share=self.share,
+                monitor=self.options.monitor,
             )
         if self.state.trainer is not None and k == len(self.state.members):
             trainer.load_state_dict(self.state.trainer)
@@ -367,7 +369,7 @@ class _Run:
     ) -> Path:
         write_text(self.out_dir / "config.yaml", to_yaml(self.cfg))
         write_text(self.out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
-        history = [{"member": k + 1, **dataclasses.asdict(p)} for k, r in enumerate(self.results) for p in r.history]
+        history = [_history_row(k, p) for k, r in enumerate(self.results) for p in r.history]
         sinks.write_frame(self.out_dir / "history.csv", sinks.table(history))
         ids = [sid for sid, _ in prep.panel]
         path = self.out_dir / "model.pt"
@@ -387,6 +389,14 @@ class _Run:
             ),
         )
         return path
+
+
+def _history_row(member: int, point: Validation) -> dict[str, Any]:
+    """One history.csv row; val_mae only when it was measured (tune's trials)."""
+    row = {"member": member + 1, **dataclasses.asdict(point)}
+    if row["val_mae"] is None:
+        del row["val_mae"]
+    return row
 
 
 def _dims(cfg: Config, prep: Prepared) -> Dims:

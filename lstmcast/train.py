@@ -93,6 +93,7 @@ class Validation:
     seconds: float
     best_epoch: int = 0
     best_val: float | None = None
+    val_mae: float | None = None  # with a monitor (tune): validation MAE on the scaled data, whatever the loss
 
 
 class Progress(Protocol):
@@ -174,8 +175,10 @@ class Trainer:
         progress: Progress | None = None,
         world: World = SINGLE_PROCESS,
         share: FairShare | None = None,
+        monitor: bool = False,
     ) -> None:
         self.model, self.data, self.cfg, self.progress, self.world = model, data, cfg, progress, world
+        self.monitor = monitor  # also measure validation MAE (comparable across losses: tune's pruner reads it)
         self.share = share  # recounted every few seconds: other jobs starting or ending change the threads
         self.device = train_starts.device
         self.forward = distributed.wrap(model, world, self.device)
@@ -291,6 +294,11 @@ class Trainer:
             total, count = distributed.all_sum([total, count], self.world, self.device)
             val = total / count
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
+        if self.monitor and len(self.val_starts):
+            with self._autocast():
+                total, count = loss_sum_on(self.model, self.data, mine, F.l1_loss)
+            total, count = distributed.all_sum([total, count], self.world, self.device)
+            point.val_mae = total / count
         self.running, self.seen = 0.0, 0
         stop = self.best.record(val, epoch, self.model)
         point.best_epoch, point.best_val = self.best.best_epoch, self.best.best_val

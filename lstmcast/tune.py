@@ -8,8 +8,9 @@ DIR/report.json [, DIR/model/ with --train or --ensemble].
 
 The test part is never read by the search: a trial's score is the model's mean validation MASE
 over series (the same numbers `train.select` uses), so trials with different losses, window
-norms and lookbacks compare on one scale. Validation losses of different training losses do not
-compare, so a space that varies `train.loss` turns pruning off.
+norms and lookbacks compare on one scale. The pruner reads the validation MAE on the scaled data
+at every validation (measured for tune whatever the training loss), so it compares trials of
+different losses too.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def default_space(cfg: Config, facts: DataFacts) -> list[Dim]:
         Dim("model.num_layers", choices=[1, 2, 3]),
         Dim("model.dropout", choices=[0.0, 0.1, 0.2, 0.3]),
         Dim("window.norm", choices=["last", "mean", "none"]),
+        Dim("train.loss", choices=["mae", "mse", "huber"]),
     ]
     if cfg.data.timestamp is not None and facts.freq is not None:
         space.append(Dim("data.calendar", choices=["auto", "none"]))
@@ -183,21 +185,20 @@ class BudgetSpent(Exception):
 class _TrialReporter(Reporter):
     """A quiet reporter that feeds the pruner every validation and stops a trial at the deadline."""
 
-    def __init__(self, trial: Any, deadline: float, prune: bool) -> None:
+    def __init__(self, trial: Any, deadline: float) -> None:
         super().__init__(quiet=True, interactive=False)
-        self.trial, self.deadline, self.prune = trial, deadline, prune
+        self.trial, self.deadline = trial, deadline
 
     def on_batch(self, epoch: int, done: int, total: int) -> None:
         if time.monotonic() > self.deadline:
             raise BudgetSpent
 
     def on_validation(self, point: Any, epochs: int) -> None:
-        if point.val_loss is None or not self.prune:
+        if point.val_mae is None:
             return
-
-        self.trial.report(float(point.val_loss), point.step)
+        self.trial.report(float(point.val_mae), point.step)
         if self.trial.should_prune():
-            raise _pruned(self.trial, f"validation loss {point.val_loss:.4g} at step {point.step}")
+            raise _pruned(self.trial, f"validation MAE {point.val_mae:.4g} (scaled) at step {point.step}")
 
 
 @dataclass
@@ -214,10 +215,6 @@ class Search:
     mine: list[int] = dataclasses.field(default_factory=list)  # trials this process ran whose folders remain
     interrupted: Interrupted | None = None
 
-    @property
-    def prune(self) -> bool:
-        return all(d.key != "train.loss" for d in self.space)
-
     def objective(self, trial: Any) -> float:
 
         from lstmcast.pipeline import TrainOptions, train
@@ -232,9 +229,9 @@ class Search:
             cfg = with_values(self.base, {**values, "output.dir": str(folder)})
         except ConfigError as exc:  # e.g. a lookback that is not a multiple of the patch
             raise _pruned(trial, f"invalid combination: {exc}") from None
-        reporter = _TrialReporter(trial, self.deadline, self.prune)
+        reporter = _TrialReporter(trial, self.deadline)
         try:
-            outcome = train(cfg, reporter, TrainOptions())
+            outcome = train(cfg, reporter, TrainOptions(monitor=True))
         except BudgetSpent:
             trial.set_user_attr("stopped", "budget")
             self.stop = True

@@ -50,6 +50,8 @@ def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
     best = yaml.safe_load((tiny / "t" / "best.yaml").read_text())
     assert {k: best[k.split(".")[0]][k.split(".")[1]] for k in SPACE} == summary["best"]["params"]
     assert [p.name for p in (tiny / "t" / "trials").iterdir()] == [str(summary["best"]["trial"])]  # only the best kept
+    history = pd.read_csv(tiny / "t" / "trials" / str(summary["best"]["trial"]) / "history.csv")
+    assert history["val_mae"].notna().all()  # what the pruner compares, measured whatever the loss
     trained = cli("train", tiny / "t" / "best.yaml", "--quiet")
     assert trained.code == 0, trained.stderr
     assert (tiny / "t" / "model" / "model.pt").exists()
