@@ -67,6 +67,19 @@ class Dim:
         assert self.low is not None and self.high is not None
         return isinstance(value, int | float) and self.low <= value <= self.high
 
+    def nearest(self, value: Any) -> Any:
+        """`value` if the space holds it, else the closest choice (numbers) or the range's nearer end; None if neither."""
+        if self.holds(value):
+            return value
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.choices is not None:
+            numbers = [c for c in self.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+            return min(numbers, key=lambda c: abs(c - value)) if numeric and numbers else None
+        if not numeric:
+            return None
+        assert self.low is not None and self.high is not None
+        return type(self.low)(min(max(value, self.low), self.high))
+
     def to_dict(self) -> Any:
         if self.choices is not None:
             return list(self.choices)
@@ -409,10 +422,9 @@ def run(
         load_if_exists=True,
     )
     max_steps = None if space_path else MAX_STEPS
-    if not study.trials:  # a new study starts from the config as written, where the space allows it
-        start = {d.key: _value_at(base, d.key) for d in space}
-        if max_steps is None or _lstm_steps({**search_defaults(base), **start}) <= max_steps:
-            study.enqueue_trial({k: v for k, v in start.items() if next(d for d in space if d.key == k).holds(v)})
+    if not study.trials:  # a new study starts from sane points: the config as written, then `init`'s settings
+        for point in starting_points(base, space, facts, max_steps):
+            study.enqueue_trial(point)
     search = Search(base, space, out, started + budget, reporter, max_steps=max_steps)
     callbacks = [search.after_trial]
     if trials is not None:
@@ -431,6 +443,22 @@ def run(
         raise search.interrupted
     summary["trials_this_run"] = len(study.trials) - done_before
     return summary
+
+
+def starting_points(base: Config, space: list[Dim], facts: DataFacts, max_steps: int | None) -> list[dict[str, Any]]:
+    """The config's own values and `lstmcast init`'s frequency-aware ones, each moved into the space."""
+    from lstmcast import starter
+
+    suggested = starter.suggest(dataclasses.asdict(facts), base.window.horizon)
+    flat = {f"{section}.{key}": value for section, values in suggested.items() for key, value in values.items()}
+    points = []
+    for values in ({d.key: _value_at(base, d.key) for d in space}, flat):
+        point = {d.key: d.nearest(values[d.key]) for d in space if d.key in values}
+        point = {k: v for k, v in point.items() if v is not None}
+        steps = _lstm_steps({**search_defaults(base), **point})
+        if point and point not in points and (max_steps is None or steps <= max_steps):
+            points.append(point)
+    return points
 
 
 def _finished(study: Any) -> int:
