@@ -62,8 +62,9 @@ def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
 
 def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
     (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
+    # no early stopping: 4,000 epochs cannot end within the budget on any machine
     done = cli("tune", tiny / "config.yaml", "--budget", "2s", "--space", tiny / "long.yaml", "--out", tiny / "t",
-               "--json", "--quiet")  # fmt: skip
+               "--set", "train.patience=0", "--json", "--quiet")  # fmt: skip
     assert done.code == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["complete"] == 0 and summary["pruned"] == 1 and "best" not in summary
@@ -121,7 +122,7 @@ def test_two_processes_share_one_study_and_sigterm_stops_cleanly(tiny: Path) -> 
     (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "lstmcast", "tune", str(tiny / "config.yaml"), "--budget", "5m", "--space",
-         str(tiny / "long.yaml"), "--out", str(tiny / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         str(tiny / "long.yaml"), "--out", str(tiny / "c"), "--set", "train.patience=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (tiny / "c" / "trials" / "0" / "train.log").exists() and time.monotonic() < deadline:
