@@ -778,6 +778,10 @@ def tune(
             help="Study database: a URL (postgresql://… to share across machines) or SQLite path [default: DIR/study.db]."
         ),
     ] = None,
+    trial_limit: Annotated[
+        str | None,
+        typer.Option(help="Stop (prune) one trial after this long [default: a quarter of --budget, at least 1m]."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampler seed [default: train.seed].")] = None,
     set_: SetOpt = None,
     train_best: Annotated[bool, typer.Option("--train", help="Then train best.yaml into DIR/model.")] = False,
@@ -799,6 +803,7 @@ def tune(
     from lstmcast.tune import parse_budget, storage_url
 
     seconds = parse_budget(budget)
+    limit = None if trial_limit is None else parse_budget(trial_limit, "--trial-limit")
     folder = out if out is not None else config.resolve().parent / "tune"
     storage_url(folder, storage)  # a password in clear is refused before any work
     if plot is not None:
@@ -811,7 +816,7 @@ def tune(
 
         summary = run(
             config, folder, seconds, reporter, trials=trials, space_path=space, storage=storage, seed=seed,
-            overrides=set_ or [],
+            overrides=set_ or [], trial_limit=limit,
         )  # fmt: skip
         if train_best or ensemble > 1:
             summary["trained"] = train_winner(folder, reporter, ensemble)

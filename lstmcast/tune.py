@@ -34,6 +34,8 @@ from lstmcast.errors import ConfigError, Interrupted, LstmcastError, shown
 from lstmcast.report import Reporter
 
 STUDY = "lstmcast"
+PACE_SECONDS = 10.0  # a trial's pace is judged after this long of optimiser steps …
+PACE_MARGIN = 1.25  # … and it is stopped early only if it would overrun by more than 25 %
 MAX_STEPS = 32  # default space: longer LSTM sequences cost minutes per epoch on CPU (the committed configs use 7–14)
 STORAGE_ATTEMPTS = 5  # processes started together race to create the study's tables: the losers retry
 HEARTBEAT = 30  # seconds: a trial whose process died (kill -9) is failed after two missed beats
@@ -195,16 +197,37 @@ class BudgetSpent(Exception):
     """The wall-clock budget ran out in the middle of a trial."""
 
 
-class _TrialReporter(Reporter):
-    """A quiet reporter that feeds the pruner every validation and stops a trial at the deadline."""
+class TrialTooLong(Exception):
+    """One trial ran past `--trial-limit`: the search goes on without it."""
 
-    def __init__(self, trial: Any, deadline: float) -> None:
+
+class _TrialReporter(Reporter):
+    """A quiet reporter that feeds the pruner every validation and stops a trial at the deadline, at its
+    own limit, or as soon as its pace says it would pass either (projected after PACE_SECONDS of steps)."""
+
+    def __init__(self, trial: Any, deadline: float, limit: float, epochs: int) -> None:
         super().__init__(quiet=True, interactive=False)
-        self.trial, self.deadline = trial, deadline
+        self.trial, self.deadline, self.epochs = trial, deadline, epochs
+        self.trial_deadline = time.monotonic() + limit
+        self.first: tuple[float, int] | None = None  # (time, steps) at the first step: setup is not pace
 
     def on_batch(self, epoch: int, done: int, total: int) -> None:
-        if time.monotonic() > self.deadline:
+        now, steps = time.monotonic(), (epoch - 1) * total + done
+        if now > self.deadline:
             raise BudgetSpent
+        if now > self.trial_deadline:
+            raise TrialTooLong
+        if self.first is None:
+            self.first = (now, steps)
+            return
+        seen, counted = now - self.first[0], steps - self.first[1]
+        if seen < PACE_SECONDS or counted < 20:
+            return
+        end = now + seen / counted * (self.epochs * total - steps) / PACE_MARGIN  # the end at this pace, less a margin
+        if end > self.deadline:
+            raise BudgetSpent(f"its pace would end it {_duration(end - self.deadline)} after the budget")
+        if end > self.trial_deadline:
+            raise TrialTooLong(f"its pace would take {_duration(end - self.trial_deadline)} past the trial limit")
 
     def on_validation(self, point: Any, epochs: int) -> None:
         if point.val_mae is None:
@@ -225,6 +248,7 @@ class Search:
     reporter: Reporter
     stop: bool = False
     max_steps: int | None = None  # the default space: at most this many LSTM steps (lookback / patch)
+    trial_limit: float = math.inf  # seconds one trial may train
     mine: list[int] = dataclasses.field(default_factory=list)  # trials this process ran whose folders remain
     interrupted: Interrupted | None = None
 
@@ -242,13 +266,16 @@ class Search:
             cfg = with_values(self.base, {**values, "output.dir": str(folder)})
         except ConfigError as exc:  # e.g. a lookback that is not a multiple of the patch
             raise _pruned(trial, f"invalid combination: {exc}") from None
-        reporter = _TrialReporter(trial, self.deadline)
+        reporter = _TrialReporter(trial, self.deadline, self.trial_limit, cfg.train.epochs)
         try:
             outcome = train(cfg, reporter, TrainOptions(monitor=True))
-        except BudgetSpent:
+        except BudgetSpent as exc:
             trial.set_user_attr("stopped", "budget")
             self.stop = True
-            raise _pruned(trial, "the budget ran out") from None
+            raise _pruned(trial, str(exc) or "the budget ran out") from None
+        except TrialTooLong as exc:
+            trial.set_user_attr("stopped", "trial limit")
+            raise _pruned(trial, str(exc) or f"ran past the trial limit ({_duration(self.trial_limit)})") from None
         except Interrupted as exc:
             name = str(exc).split(" in epoch")[0]  # "interrupted by SIGTERM"
             shutil.rmtree(folder, ignore_errors=True)  # a trial is never resumed: the study goes on instead
@@ -319,7 +346,7 @@ def _duration(seconds: float) -> str:
 # ---------------------------------------------------------------------------- the study
 
 
-def parse_budget(text: str) -> float:
+def parse_budget(text: str, option: str = "--budget") -> float:
     """`30m`, `2h`, `90s` or a number of seconds → seconds (> 0)."""
     units = {"s": 1, "m": 60, "h": 3600}
     t = text.strip().lower()
@@ -329,7 +356,7 @@ def parse_budget(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--budget {shown(text)} is not a time — write e.g. 30m, 2h or 600 (seconds)")
+        raise ConfigError(f"{option} {shown(text)} is not a time — write e.g. 30m, 2h or 600 (seconds)")
     return value
 
 
@@ -398,8 +425,11 @@ def run(
     storage: str | None = None,
     seed: int | None = None,
     overrides: list[str] | None = None,
+    trial_limit: float | None = None,
 ) -> dict[str, Any]:
-    """Search until the budget or `trials` finished trials; write best.yaml, trials.csv and report.json."""
+    """Search until the budget or `trials` finished trials; write best.yaml, trials.csv and report.json.
+    One trial trains for at most `trial_limit` seconds (default: a quarter of the budget, at least a
+    minute), so a few slow settings cannot spend the whole budget."""
     db.require("optuna", "tune", "lstmcast tune")
     import optuna
 
@@ -422,10 +452,12 @@ def run(
         load_if_exists=True,
     )
     max_steps = None if space_path else MAX_STEPS
+    done_before = len(study.trials)
     if not study.trials:  # a new study starts from sane points: the config as written, then `init`'s settings
         for point in starting_points(base, space, facts, max_steps):
             study.enqueue_trial(point)
-    search = Search(base, space, out, started + budget, reporter, max_steps=max_steps)
+    limit = default_trial_limit(budget) if trial_limit is None else trial_limit
+    search = Search(base, space, out, started + budget, reporter, max_steps=max_steps, trial_limit=limit)
     callbacks = [search.after_trial]
     if trials is not None:
         from optuna.study import MaxTrialsCallback
@@ -433,7 +465,6 @@ def run(
 
         callbacks.append(MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     reporter.info(f"searching {len(space)} settings of {config_path} for {_duration(budget)} into {out}")
-    done_before = len(study.trials)
     with _stop_on_term(search):
         if trials is None or _finished(study) < trials:
             with contextlib.suppress(Interrupted):  # a trial's SIGTERM: the outputs are written first
@@ -443,6 +474,11 @@ def run(
         raise search.interrupted
     summary["trials_this_run"] = len(study.trials) - done_before
     return summary
+
+
+def default_trial_limit(budget: float) -> float:
+    """A quarter of the budget (at least a minute): at least four trials, whatever the space holds."""
+    return min(budget, max(budget / 4, 60.0))
 
 
 def starting_points(base: Config, space: list[Dim], facts: DataFacts, max_steps: int | None) -> list[dict[str, Any]]:

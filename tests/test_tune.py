@@ -71,6 +71,21 @@ def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
     trial = trials_of(tiny / "t" / "study.db")[0]
     assert trial.user_attrs["stopped"] == "budget"
     assert not (tiny / "t" / "best.yaml").exists()
+    # --trial-limit stops one trial and the search goes on to the next
+    done = cli("tune", tiny / "config.yaml", "--budget", "10m", "--trial-limit", "1s", "--trials", "2", "--space",
+               tiny / "long.yaml", "--out", tiny / "u", "--set", "train.patience=0", "--json", "--quiet")  # fmt: skip
+    assert done.code == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["complete"] == 0 and summary["pruned"] == 2 and summary["trials_this_run"] == 2
+    assert [t.user_attrs["stopped"] for t in trials_of(tiny / "u" / "study.db")] == ["trial limit"] * 2
+    # a trial whose pace would take it far past its limit is stopped once the pace is known, not at the limit
+    started = time.monotonic()
+    done = cli("tune", tiny / "config.yaml", "--budget", "10m", "--trial-limit", "2m", "--trials", "1", "--space",
+               tiny / "long.yaml", "--out", tiny / "v", "--set", "train.patience=0", "--json", "--quiet")  # fmt: skip
+    assert done.code == 0, done.stderr
+    assert time.monotonic() - started < 100
+    (trial,) = trials_of(tiny / "v" / "study.db")
+    assert trial.user_attrs["stopped"] == "trial limit" and "pace" in trial.user_attrs["pruned"]
 
 
 BAD_SPACES = {
@@ -93,6 +108,7 @@ def test_a_bad_space_is_one_error_line(case: str, tiny: Path) -> None:
 
 def test_bad_tune_options_are_one_error_line(tiny: Path) -> None:
     assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "soon"), "--budget 'soon' is not a time")
+    assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "1m", "--trial-limit", "0"), "--trial-limit '0'")
     (tiny / "broken.yaml").write_text("train.lr: [1, 2\n")
     assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "1m", "--space", tiny / "broken.yaml"), "line")
     clear = cli("tune", tiny / "config.yaml", "--budget", "1m", "--storage", "postgresql://u:hunter2@h/db")
@@ -134,6 +150,17 @@ def test_two_processes_share_one_study_and_sigterm_stops_cleanly(tiny: Path) -> 
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "SIGTERM" in errors[0] and "Traceback" not in err
     assert [t.state.name for t in trials_of(tiny / "c" / "study.db")] == ["FAIL"]
+
+
+def test_init_sizes_the_model_by_the_training_windows() -> None:
+    from lstmcast import starter
+
+    facts = {"freq": "h", "season": 24, "shortest": 700, "median": 700, "rows": 0, "filled": 0}
+    one = starter.suggest({**facts, "series": 1}, horizon=48)  # ~400 training windows
+    many = starter.suggest({**facts, "series": 414}, horizon=48)  # M4 Hourly's shape: ~160,000 windows
+    assert (one["model"]["hidden_size"], one["train"]["lr"]) == (64, 0.001)
+    assert (many["model"]["hidden_size"], many["train"]["lr"]) == (128, 0.005)
+    assert one["window"] == many["window"] and one["model"]["patch"] == many["model"]["patch"] == 24
 
 
 def test_init_writes_a_config_that_trains(tmp_path: Path) -> None:
