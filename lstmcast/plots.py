@@ -128,11 +128,11 @@ def plot_tuning(path: Path, trials_csv: Path) -> None:
     frame = pd.read_csv(trials_csv)
     fig, ax = plt.subplots(figsize=(8, 4))
     done = frame[frame["state"] == "COMPLETE"]
-    ax.plot(done["number"], done["value"], "o", label="complete")
-    ax.plot(done["number"], done["value"].cummin(), "-", label="best so far")
+    ax.plot(done["number"], done["validation_mase"], "o", label="complete")
+    ax.plot(done["number"], done["validation_mase"].cummin(), "-", label="best so far")
     pruned = frame[frame["state"] == "PRUNED"]
     if len(pruned) and len(done):
-        ax.plot(pruned["number"], [done["value"].min()] * len(pruned), "x", color="grey", label="pruned")
+        ax.plot(pruned["number"], [done["validation_mase"].min()] * len(pruned), "x", color="grey", label="pruned")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation MASE (mean over series)")
     ax.legend()

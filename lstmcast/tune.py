@@ -315,7 +315,9 @@ class Search:
             shutil.rmtree(self.out / "trials" / str(number), ignore_errors=True)
             self.mine.remove(number)
         left = max(0.0, self.deadline - time.monotonic())
-        result = "pruned" if trial.value is None else f"validation MASE {trial.value:.4g}"
+        result = (
+            "pruned" if trial.state.name != "COMPLETE" or trial.value is None else f"validation MASE {trial.value:.4g}"
+        )
         best_text = "—" if best is None else f"{best.value:.4g} (trial {best.number})"
         self.reporter.info(f"trial {trial.number} {result}; best {best_text}; {_duration(left)} left")
         if self.stop or left <= 0:
@@ -339,10 +341,15 @@ def _lstm_steps(values: dict[str, Any]) -> int:
 
 
 def _best(study: Any) -> Any:
+    done = _complete(study)
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def _complete(study: Any) -> list[Any]:
+    """Finished trials with a validation MASE (a pruned trial's value is its last validation MAE)."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return min(done, key=lambda t: t.value) if done else None
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
 
 
 def _duration(seconds: float) -> str:
@@ -542,6 +549,9 @@ def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: 
     frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
     if len(frame):
         frame["duration"] = frame["duration"].dt.total_seconds().round(1)
+        # Optuna keeps a pruned trial's last report (a scaled validation MAE) as its value: not a MASE
+        frame["value"] = frame["value"].where(frame["state"] == "COMPLETE")
+        frame = frame.rename(columns={"value": "validation_mase"})
         sinks.write_frame(out / "trials.csv", frame)
     summary: dict[str, Any] = {
         "study": study.study_name,
@@ -559,7 +569,7 @@ def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: 
         summary["outputs"]["best"] = str(out / "best.yaml")
         summary["top"] = [
             {"trial": t.number, "validation_mase": t.value, "params": t.params}
-            for t in sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)[:5]
+            for t in sorted(_complete(study), key=lambda t: t.value)[:5]
         ]
         summary["importance"] = _importance(study)
     write_text(out / "report.json", __import__("json").dumps(summary, indent=2, default=str) + "\n")
@@ -575,13 +585,19 @@ def _best_yaml(cfg: Config, best: Any) -> str:
 
 
 def _importance(study: Any) -> dict[str, float] | None:
-    """Optuna's parameter importances (its default evaluator), when there are enough finished trials."""
+    """Optuna's parameter importances (its default evaluator), when there are enough finished trials
+    (with too few, Optuna warns and returns equal shares: no importance is better than a made-up one)."""
+    import warnings
+
     import optuna
 
-    try:
-        return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError, ZeroDivisionError):
-        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            found = {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            return None
+    return None if any("too small" in str(w.message) for w in caught) else found
 
 
 def train_winner(out: Path, reporter: Reporter, ensemble: int = 1) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
     assert summary["trials"] == 3 and summary["complete"] + summary["pruned"] == 3
     assert summary["best"]["validation_mase"] > 0 and set(summary["best"]["params"]) == set(SPACE)
     trials = pd.read_csv(tiny / "t" / "trials.csv")
-    assert len(trials) == 3 and trials["value"].min() == pytest.approx(summary["best"]["validation_mase"])
+    assert len(trials) == 3 and trials["validation_mase"].min() == pytest.approx(summary["best"]["validation_mase"])
     assert trials.loc[0, "params_model.hidden_size"] == 8  # the first trial is the config as written
     best = yaml.safe_load((tiny / "t" / "best.yaml").read_text())
     assert {k: best[k.split(".")[0]][k.split(".")[1]] for k in SPACE} == summary["best"]["params"]
@@ -86,6 +86,31 @@ def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
     assert time.monotonic() - started < 100
     (trial,) = trials_of(tiny / "v" / "study.db")
     assert trial.user_attrs["stopped"] == "trial limit" and "pace" in trial.user_attrs["pruned"]
+
+
+def test_a_pruned_trials_last_report_is_not_ranked_as_a_score(tiny: Path) -> None:
+    # Optuna keeps a pruned trial's last intermediate value (a scaled MAE, often far below any MASE) as its value
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from lstmcast.config import load_config
+    from lstmcast.tune import DataFacts, Dim, write_outputs
+
+    study = optuna.create_study()
+    lr = {"train.lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"train.lr": 0.01}, distributions=lr))
+    study.add_trial(
+        create_trial(state=TrialState.PRUNED, value=0.2, params={"train.lr": 0.001}, distributions=lr,
+                     intermediate_values={10: 0.2})
+    )  # fmt: skip
+    facts = DataFacts(freq="h", season=24, series=1, shortest=400, median=400, train_windows=300)
+    space = [Dim("train.lr", low=1e-4, high=1e-1, log=True)]
+    summary = write_outputs(study, load_config(tiny / "config.yaml"), space, tiny / "w", facts)
+    assert summary["best"]["trial"] == 0 and [t["trial"] for t in summary["top"]] == [0]
+    assert summary["importance"] is None  # one finished trial: Optuna would return equal made-up shares
+    frame = pd.read_csv(tiny / "w" / "trials.csv")
+    assert frame["validation_mase"].isna().tolist() == [False, True]
+    assert "# Found by lstmcast tune: trial 0" in (tiny / "w" / "best.yaml").read_text()
 
 
 BAD_SPACES = {
