@@ -21,7 +21,7 @@ from lstmcast.errors import ConfigError, DataError, shown
 
 TARGET_STEPS = 6000  # optimiser steps a starting config trains for (batch 256): minutes on 2 cores for most data
 # Model size and learning rate by the number of training windows. Below LARGE_DATA windows (ETTh1: ~8,000), 2 × 64
-# at lr 0.001 is the hand-tuned ETT setting; above (M4 Hourly: ~300,000 windows of 414 series), 2 × 128 at
+# at lr 0.001 is the hand-tuned ETT setting; above (M4 Hourly: ~160,000 windows of 414 series), 2 × 128 at
 # lr 0.005, M4's hand-tuned setting (validation OWA 0.509 at lr 0.001, 0.476 at 0.005; benchmarks/RESULTS.md).
 LARGE_DATA = 100_000
 
