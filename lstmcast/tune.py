@@ -203,7 +203,12 @@ class BudgetSpent(Exception):
 
 
 class TrialTooLong(Exception):
-    """One trial ran past `--trial-limit`: the search goes on without it."""
+    """One trial ran past `--trial-limit`, or its pace would take it past the limit or the budget: the search goes
+    on without it (a cheaper trial may still fit)."""
+
+    def __init__(self, reason: str = "", stopped: str = "trial limit") -> None:
+        super().__init__(reason)
+        self.stopped = stopped
 
 
 class _TrialReporter(Reporter):
@@ -232,7 +237,9 @@ class _TrialReporter(Reporter):
             return
         end = now + seen / counted * (self.epochs * total - steps) / PACE_MARGIN  # the end at this pace, less a margin
         if end > self.deadline:
-            raise BudgetSpent(f"its pace would end it {_duration(end - self.deadline)} after the budget")
+            raise TrialTooLong(
+                f"its pace would end it {_duration(end - self.deadline)} after the budget", "budget pace"
+            )
         if end > self.trial_deadline:
             raise TrialTooLong(f"its pace would take {_duration(end - self.trial_deadline)} past the trial limit")
 
@@ -276,12 +283,12 @@ class Search:
         reporter = _TrialReporter(trial, self.deadline, self.trial_limit, cfg.train.epochs)
         try:
             outcome = train(cfg, reporter, TrainOptions(monitor=True))
-        except BudgetSpent as exc:
+        except BudgetSpent:
             trial.set_user_attr("stopped", "budget")
             self.stop = True
-            raise _pruned(trial, str(exc) or "the budget ran out") from None
+            raise _pruned(trial, "the budget ran out") from None
         except TrialTooLong as exc:
-            trial.set_user_attr("stopped", "trial limit")
+            trial.set_user_attr("stopped", exc.stopped)
             raise _pruned(trial, str(exc) or f"ran past the trial limit ({_duration(self.trial_limit)})") from None
         except Interrupted as exc:
             name = str(exc).split(" in epoch")[0]  # "interrupted by SIGTERM"

@@ -86,6 +86,11 @@ def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
     assert time.monotonic() - started < 100
     (trial,) = trials_of(tiny / "v" / "study.db")
     assert trial.user_attrs["stopped"] == "trial limit" and "pace" in trial.user_attrs["pruned"]
+    # … and one whose pace would end it after the budget: stopped, and the search goes on to the next
+    done = cli("tune", tiny / "config.yaml", "--budget", "50s", "--trial-limit", "10m", "--trials", "2", "--space",
+               tiny / "long.yaml", "--out", tiny / "w", "--set", "train.patience=0", "--json", "--quiet")  # fmt: skip
+    assert done.code == 0, done.stderr
+    assert [t.user_attrs["stopped"] for t in trials_of(tiny / "w" / "study.db")] == ["budget pace"] * 2
 
 
 def test_a_pruned_trials_last_report_is_not_ranked_as_a_score(tiny: Path) -> None:
