@@ -235,7 +235,7 @@ class _TrialReporter(Reporter):
         seen, counted = now - self.first[0], steps - self.first[1]
         if seen < PACE_SECONDS or counted < 20:
             return
-        end = now + seen / counted * (self.epochs * total - steps) / PACE_MARGIN  # the end at this pace, less a margin
+        end = now + seen / counted * (self.steps - steps) / PACE_MARGIN  # the end at this pace, less a margin
         if end > self.deadline:
             raise TrialTooLong(
                 f"its pace would end it {_duration(end - self.deadline)} after the budget", "budget pace"
