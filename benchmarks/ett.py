@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmcast import metrics
 from lstmcast.config import load_config
-from lstmcast.inference import evaluate_checkpoint
-from lstmcast.pipeline import TrainOptions, train
+from lstmcast.flows.evaluate import evaluate_checkpoint
+from lstmcast.flows.training import TrainOptions, train
+from lstmcast.forecast import metrics
 from lstmcast.report import Reporter
 
 ROOT = Path(__file__).resolve().parents[1]

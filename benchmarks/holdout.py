@@ -39,7 +39,7 @@ def main() -> None:
         metrics = json.loads((Path(out) / "metrics.json").read_text())
         import torch
 
-        from lstmcast import checkpoint
+        from lstmcast.model import checkpoint
 
         std = checkpoint.load(Path(out) / "model.pt").scaler.std[0][0]  # the target's, of the (first) series
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from lstmcast.reference import ReferenceLSTM, gate_summary, memory_lengths
+from lstmcast.model.reference import ReferenceLSTM, gate_summary, memory_lengths
 
 MARGIN = 10  # noise steps before the spike, so that it never sits at t = 0
 NOISE = 0.1  # σ of the distractor noise
@@ -295,7 +295,9 @@ def main() -> None:
                 curve = getattr(results[length][kind], f"grad_{phase}")
                 say(f"  {kind:4s} {phase:7s} " + "  ".join(f"{curve[k - 1].item():.1e}" for k in ks))
     say()
-    say("Trained LSTM gates (lstmcast.reference.gate_summary on 64 test sequences). memory = steps back until the")
+    say(
+        "Trained LSTM gates (lstmcast.model.reference.gate_summary on 64 test sequences). memory = steps back until the"
+    )
     say("product of forget gates falls below 0.5: median over (sequence, unit), then the longest-lived unit of each")
     say("sequence (median over sequences) and the share of sequences where some unit's cell state spans the L steps:")
     for length in args.lengths:

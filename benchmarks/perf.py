@@ -19,7 +19,7 @@
 7. Sources: the validated load of the same --source-rows rows (timestamp, value) from a CSV, a
    Parquet file (typed times, row groups of 1,000,000) and a SQLite table (times as text, as SQLite
    keeps them), each in its own process: seconds, rows/s and peak RSS side by side, against the
-   peak RSS of importing lstmcast.frame (pandas, and pyarrow when installed) alone.
+   peak RSS of importing lstmcast.data.frame (pandas, and pyarrow when installed) alone.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from lstmcast.config import TrainConfig
-from lstmcast.frame import load_series
-from lstmcast.model import ModelSpec, StackedLSTM
-from lstmcast.train import Trainer, predict_windows
-from lstmcast.windows import WindowSet
+from lstmcast.data.frame import load_series
+from lstmcast.learn.loop import Trainer
+from lstmcast.learn.windows import WindowSet, predict_windows
+from lstmcast.model.lstm import ModelSpec, StackedLSTM
 
 LOOKBACK, HORIZON, HIDDEN, LAYERS, BATCH = 168, 24, 64, 2, 256
 
@@ -206,12 +206,12 @@ def write_sources(folder: Path, rows: int) -> dict[str, tuple[str, str | None]]:
 def source_loads(folder: Path, rows: int) -> list[tuple[str, float, float]]:
     """(source, seconds, peak RSS MiB) of loading each source in a fresh process; first the import alone."""
     probe = (
-        "import sys, time; from lstmcast.frame import load_series; from lstmcast.sources import Source; "
+        "import sys, time; from lstmcast.data.frame import load_series; from lstmcast.data.sources import Source; "
         "t = time.perf_counter(); "
         "s = load_series(Source(sys.argv[1], sys.argv[2] or None), timestamp='timestamp', target=['y'], features=[]); "
         "assert s.rows == int(sys.argv[3]); print(time.perf_counter() - t, file=sys.stderr)"
     )
-    results = [("import lstmcast.frame", 0.0, peak_rss_of([sys.executable, "-c", "import lstmcast.frame"]))]
+    results = [("import lstmcast.data.frame", 0.0, peak_rss_of([sys.executable, "-c", "import lstmcast.data.frame"]))]
     for name, (location, query) in write_sources(folder, rows).items():
         cmd = [sys.executable, "-c", probe, location, query or "", str(rows)]
         subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache

@@ -88,8 +88,8 @@ def per_step_mae(report: dict, name: str) -> np.ndarray:
 
 def blend(model_path: Path, data: Path) -> dict[str, np.ndarray]:
     """Per-step MAE on test of a per-series blend with naive whose weight was chosen on validation."""
-    from lstmcast import metrics
-    from lstmcast.inference import evaluate_checkpoint
+    from lstmcast.flows.evaluate import evaluate_checkpoint
+    from lstmcast.forecast import metrics
     from lstmcast.report import Reporter
 
     quiet = Reporter(quiet=True)

@@ -25,8 +25,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from lstmcast import __version__, distributed
+from lstmcast import __version__
 from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, LstmcastError
+from lstmcast.learn import distributed
 
 # click's exception classes, from the one name typer exports in every version (click may be vendored).
 _CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
@@ -406,14 +407,14 @@ def _load(
     values = {"data.path": data, "data.query": query, "output.dir": render_path(out) if out is not None else None}
     cfg = load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
     if cfg.data.path is not None:  # an optional extra the data needs: missing now, not after training
-        from lstmcast.sources import source_of
+        from lstmcast.data.sources import source_of
 
         source_of(cfg.data.path, cfg.data.query).require()
     return cfg
 
 
 def _check_query(data: str | None, query: str | None) -> None:
-    from lstmcast.db import is_url
+    from lstmcast.locations import is_url
 
     if query is not None and data is not None and not is_url(data):
         raise LstmcastError(f"--query reads from a database, but --data {data} is a file — drop --query or give a URL")
@@ -426,7 +427,7 @@ def _source(data: str | None, query: str | None) -> Any:
     """
     if data is None:
         return None
-    from lstmcast.sources import source_of
+    from lstmcast.data.sources import source_of
 
     _check_query(data, query)
     source = source_of(data, query)
@@ -436,7 +437,8 @@ def _source(data: str | None, query: str | None) -> Any:
 
 def _destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
     """--out as a path (CSV, or Parquet by its suffix) or, for a database URL, the --table to write into."""
-    from lstmcast.db import is_url, require
+    from lstmcast.extras import require
+    from lstmcast.locations import is_url
 
     if out is None or not is_url(out):
         if table is not None:
@@ -446,23 +448,11 @@ def _destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
         if out is not None and out.endswith(".parquet"):
             require("pyarrow", "parquet", "--out *.parquet")
         return Path(out) if out is not None else None
-    from lstmcast.sqlsink import Table
+    from lstmcast.data.sqlsink import Table
 
     destination = Table(out, table or "forecasts", Path(checkpoint))
     destination.require()
     return destination
-
-
-def _archive_url(given: str | None) -> str | None:
-    """--archive, else LSTMCAST_ARCHIVE (a path relative to the working directory); extras checked now."""
-    url = given or os.environ.get("LSTMCAST_ARCHIVE") or None
-    if url is None:
-        return None
-    from lstmcast.archive import Archive, url_of
-
-    url = url_of(url)
-    Archive(url).require()
-    return url
 
 
 def _emit_json(summary: dict[str, Any]) -> None:
@@ -518,7 +508,7 @@ def train(
     cfg = _load(config, set_, data, out, query)
     if nproc > 1 and not distributed.from_env().distributed:
         from lstmcast import cores
-        from lstmcast.launch import run_processes
+        from lstmcast.learn.launch import run_processes
 
         cores.leave()  # this process only waits; the workers count themselves
 
@@ -526,8 +516,8 @@ def train(
     reporter = _reporter(quiet, log_file, verbose)
     try:
         with reporter.timed("import"):
-            from lstmcast.pipeline import TrainOptions
-            from lstmcast.pipeline import train as run
+            from lstmcast.flows.training import TrainOptions
+            from lstmcast.flows.training import train as run
 
         options = TrainOptions(
             resume=resume,
@@ -598,13 +588,13 @@ def predict(
     started = time.perf_counter()
     source, destination = _source(data, query), _destination(out, table, checkpoint)
     if plot is not None:
-        from lstmcast.plots import require_matplotlib
+        from lstmcast.forecast.plots import require_matplotlib
 
         require_matplotlib()
     reporter = _reporter(quiet, log_file, verbose)
     try:
         with reporter.timed("import"):
-            from lstmcast.inference import predict as run
+            from lstmcast.flows.predict import predict as run
 
         outcome = run(
             checkpoint,
@@ -615,7 +605,7 @@ def predict(
             plot,
             fallback=fallback.value if fallback else None,
             select=select.value if select else None,
-            archive=_archive_url(archive),
+            archive_flag=archive,
             no_archive=no_archive,
         )
         reporter.record(_forecast_line(outcome))
@@ -673,12 +663,12 @@ def evaluate(
     source = _source(data, query)
     reporter = _reporter(quiet, log_file, verbose)
     if plot is not None:
-        from lstmcast.plots import require_matplotlib
+        from lstmcast.forecast.plots import require_matplotlib
 
         require_matplotlib()
     try:
         with reporter.timed("import"):
-            from lstmcast.inference import evaluate_checkpoint
+            from lstmcast.flows.evaluate import evaluate_checkpoint
 
         outcome = evaluate_checkpoint(
             checkpoint,
@@ -720,7 +710,7 @@ def _print_report(report: dict[str, Any]) -> None:
         markup=False,
         highlight=False,
     )
-    from lstmcast.metrics import METRICS
+    from lstmcast.forecast.metrics import METRICS
 
     table = Table()
     table.add_column("forecaster")
@@ -797,22 +787,22 @@ def tune(
 ) -> None:
     """Search CONFIG's settings on validation rows within --budget; write DIR/best.yaml (trainable as is)."""
     started = time.perf_counter()
-    from lstmcast.db import require
+    from lstmcast.extras import require
 
     require("optuna", "tune", "lstmcast tune")
-    from lstmcast.tune import parse_budget, storage_url
+    from lstmcast.flows.tune import parse_budget, storage_url
 
     seconds = parse_budget(budget)
     limit = None if trial_limit is None else parse_budget(trial_limit, "--trial-limit")
     folder = out if out is not None else config.resolve().parent / "tune"
     storage_url(folder, storage)  # a password in clear is refused before any work
     if plot is not None:
-        from lstmcast.plots import require_matplotlib
+        from lstmcast.forecast.plots import require_matplotlib
 
         require_matplotlib()
     reporter = _reporter(quiet, log_file)
     try:
-        from lstmcast.tune import run, train_winner
+        from lstmcast.flows.tune import run, train_winner
 
         summary = run(
             config, folder, seconds, reporter, trials=trials, space_path=space, storage=storage, seed=seed,
@@ -821,7 +811,7 @@ def tune(
         if train_best or ensemble > 1:
             summary["trained"] = train_winner(folder, reporter, ensemble)
         if plot is not None:
-            from lstmcast.plots import plot_tuning
+            from lstmcast.forecast.plots import plot_tuning
 
             plot_tuning(plot, folder / "trials.csv")
             summary["outputs"]["plot"] = str(plot)
@@ -867,8 +857,8 @@ def init(
 ) -> None:
     """Write a starting config for DATA: frequency, season and series found, window and epochs to match."""
     started = time.perf_counter()
-    from lstmcast.db import is_url
-    from lstmcast.starter import check_out, write
+    from lstmcast.flows.starter import check_out, write
+    from lstmcast.locations import is_url
 
     check_out(out, force)
     source = _source(data, query)
@@ -928,7 +918,7 @@ def promote(
     source = _source(data, query)
     reporter = _reporter(quiet, log_file)
     try:
-        from lstmcast import promote as guard
+        from lstmcast.flows import promote as guard
 
         if rollback:
             record = guard.rollback(to, wait=wait)
@@ -991,24 +981,24 @@ def score(
     """Realised accuracy of archived forecasts against the actuals, next to seasonal naive and naive."""
     started = time.perf_counter()
     from lstmcast.errors import EXIT_ALERT
-    from lstmcast.score import parse_rule, parse_time
+    from lstmcast.flows.score import parse_rule, parse_time
 
     rules = [parse_rule(text) for text in fail_if or []]
     window = parse_time(since, "--since"), parse_time(until, "--until")
     store, source = _archive_store(archive), _source(actuals, query)
     if plot is not None:
-        from lstmcast.plots import require_matplotlib
+        from lstmcast.forecast.plots import require_matplotlib
 
         require_matplotlib()
     reporter = _reporter(quiet, log_file)
     try:
-        from lstmcast.score import run
+        from lstmcast.flows.score import run
 
         report = run(store, source, *window, [b.value for b in by or [By.week]])
         alerts = [line for rule in rules if (line := _alert(rule, report)) is not None]
         report["alerts"] = alerts
         if plot is not None:
-            from lstmcast.plots import plot_score
+            from lstmcast.forecast.plots import plot_score
 
             plot_score(plot, report)
         for line in alerts:
@@ -1033,18 +1023,18 @@ def _alert(rule: Any, report: dict[str, Any]) -> str | None:
 
 
 def _archive_store(given: str | None) -> Any:
-    url = _archive_url(given)
-    if url is None:
-        raise LstmcastError("score needs --archive URL (or LSTMCAST_ARCHIVE): the archive predict --archive wrote")
-    from lstmcast.archive import Archive
+    from lstmcast.data import archive
 
-    return Archive(url)
+    store = archive.resolve(given)
+    if store is None:
+        raise LstmcastError("score needs --archive URL (or LSTMCAST_ARCHIVE): the archive predict --archive wrote")
+    return store
 
 
 def _print_score(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from lstmcast.score import MEASURES, names
+    from lstmcast.flows.score import MEASURES, names
 
     console = _stdout_console()
     say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
@@ -1130,7 +1120,7 @@ def inspect(
     reporter = _reporter(quiet or json_output, log_file)
     try:
         with reporter.timed("import"):
-            from lstmcast.inference import inspect_checkpoint
+            from lstmcast.flows.inspect import inspect_checkpoint
 
         report = inspect_checkpoint(checkpoint, source, reporter)
     finally:
@@ -1223,7 +1213,7 @@ def validate(
     reporter = _reporter(quiet or json_output, log_file)
     try:
         with reporter.timed("import"):
-            from lstmcast.pipeline import validate as run
+            from lstmcast.flows.training import validate as run
 
         summary = run(cfg, reporter)
     finally:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lstmcast.db import is_url
 from lstmcast.errors import ConfigError, shown
+from lstmcast.locations import is_url
+from lstmcast.vocabulary import FALLBACKS, SELECTIONS
 
 
 def knob(
@@ -139,7 +140,7 @@ class ModelConfig:
     )
     cell: str = knob(
         "fused",
-        "fused = torch.nn.LSTM (cuDNN/oneDNN kernels); reference = the readable cell in lstmcast/reference.py",
+        "fused = torch.nn.LSTM (cuDNN/oneDNN kernels); reference = the readable cell in lstmcast/model/reference.py",
         choices=("fused", "reference"),
     )
 
@@ -195,7 +196,7 @@ class TrainConfig:
         "best: after training, serve each series with the model, seasonal naive or naive, whichever validation "
         "shows significantly better (MASE; the panel's choice unless the series' own windows say otherwise); "
         "model: the model wherever it can",
-        choices=("model", "best"),
+        choices=SELECTIONS,
     )
 
 
@@ -206,7 +207,7 @@ class PredictConfig:
         "forecaster for a series the model cannot serve (shorter than window.lookback, unseen by a model with "
         "series embeddings, or a non-finite forecast): auto = the baseline that scored best on validation, "
         "seasonal_naive, naive, or error (refuse the whole run); predict --fallback overrides it",
-        choices=("auto", "seasonal_naive", "naive", "error"),
+        choices=FALLBACKS,
     )
 
 

@@ -5,7 +5,6 @@ Anything that is not an `LstmcastError` is a bug in lstmcast and exits 1.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USER = 2
 EXIT_ALERT = 3  # lstmcast score: a --fail-if condition held

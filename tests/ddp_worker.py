@@ -12,8 +12,8 @@ import sys
 import torch
 
 from lstmcast.config import TrainConfig
-from lstmcast.model import ModelSpec, StackedLSTM
-from lstmcast.windows import WindowSet
+from lstmcast.learn.windows import WindowSet
+from lstmcast.model.lstm import ModelSpec, StackedLSTM
 
 BATCH = 16
 
@@ -33,9 +33,9 @@ def toy_problem(batch_size: int) -> tuple[StackedLSTM, WindowSet, torch.Tensor, 
 
 
 def one_step(out: str) -> None:
-    from lstmcast import distributed
     from lstmcast.cli import leave_now
-    from lstmcast.train import Trainer
+    from lstmcast.learn import distributed
+    from lstmcast.learn.loop import Trainer
 
     world = distributed.from_env()
     device = distributed.start(world, torch.device("cpu"))
@@ -52,7 +52,8 @@ def one_step(out: str) -> None:
 
 
 def fail_on_rank_1(argv: list[str]) -> None:
-    from lstmcast import cli, train
+    from lstmcast import cli
+    from lstmcast.learn import loop as train
 
     real = train.Trainer._train_batch
 

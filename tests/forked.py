@@ -27,7 +27,7 @@ from pathlib import Path
 # The zygote: import what the commands import, then fork one child per request and report its pid and exit code.
 ZYGOTE = r"""
 import gc, json, os, runpy, select, sys
-import lstmcast.cli, lstmcast.inference, lstmcast.pipeline  # the slow imports (torch, pandas, numpy), once
+import lstmcast.cli, lstmcast.flows.predict, lstmcast.flows.evaluate, lstmcast.flows.training  # the slow imports (torch, pandas, numpy), once
 gc.freeze()  # a child's exit then leaves these objects' pages shared, instead of copying most of the heap
 replies = sys.stdout
 for line in sys.stdin:

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lstmcast import fastcsv
-from lstmcast.frame import load_series
+from lstmcast.data import fastcsv
+from lstmcast.data.frame import load_series
 
 from .conftest import assert_user_error, cli, sine_csv, write_config
 from .forked import Forker

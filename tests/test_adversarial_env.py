@@ -686,17 +686,17 @@ def test_a_library_warning_during_a_command_is_one_capped_warning_line(trained, 
     """Python warnings raised inside a command (numpy, pandas, torch) reach stderr as lstmcast's own line."""
     import warnings
 
-    import lstmcast.sinks
+    import lstmcast.data.sinks
 
     from .conftest import cli
 
-    write = lstmcast.sinks.write_forecast
+    write = lstmcast.data.sinks.write_forecast
 
     def warning_write(*args, **kwargs):
         warnings.warn("overflow encountered in cast\n" + "detail " * 100, RuntimeWarning, stacklevel=1)
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(lstmcast.sinks, "write_forecast", warning_write)
+    monkeypatch.setattr(lstmcast.data.sinks, "write_forecast", warning_write)
     out = tmp_path / "f.csv"
     result = cli("predict", trained / "run" / "model.pt", "--data", trained / "series.csv", "--out", out, "--quiet")
     assert result.code == 0 and out.exists(), result.stderr

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from lstmcast import checkpoint
 from lstmcast.config import config_from_dict
+from lstmcast.model import checkpoint
 
 from .conftest import assert_user_error, cli, cli_process, sine_csv, write_config
 
@@ -147,12 +147,12 @@ def test_unwritable_output_is_a_user_error(project):
 
 
 def test_internal_bug_exits_1_with_a_hint(project, monkeypatch):
-    import lstmcast.pipeline
+    import lstmcast.flows.training
 
     def broken(*args):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(lstmcast.pipeline, "train", broken)
+    monkeypatch.setattr(lstmcast.flows.training, "train", broken)
     result = cli("train", project / "config.yaml")
     assert result.code == 1
     assert result.stderr.startswith("error: internal error: ZeroDivisionError: boom") and "--debug" in result.stderr

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import torch
 
-import lstmcast.train
-from lstmcast import checkpoint
+import lstmcast.learn.loop
+from lstmcast.model import checkpoint
 
 from .conftest import assert_user_error, cli
 from .forked import Forker
@@ -183,14 +183,14 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project, for
 def test_non_finite_loss_stops_and_keeps_the_previous_model(project, monkeypatch):
     before = (project / "run" / "model.pt").read_bytes()
     calls = {"n": 0}
-    mse = lstmcast.train.LOSSES["mse"]
+    mse = lstmcast.learn.loop.LOSSES["mse"]
 
     def poisoned(pred, target):
         calls["n"] += 1
         loss = mse(pred, target)
         return loss * float("nan") if calls["n"] > 15 else loss
 
-    monkeypatch.setitem(lstmcast.train.LOSSES, "mse", poisoned)
+    monkeypatch.setitem(lstmcast.learn.loop.LOSSES, "mse", poisoned)
     result = cli("train", project / "config.yaml", "--set", "train.epochs=5")
     assert_user_error(result, "training loss became nan in epoch 2", "lower train.lr")
     assert (project / "run" / "model.pt").read_bytes() == before

@@ -51,7 +51,7 @@ def test_two_processes_write_one_checkpoint_that_predict_loads(project, forker):
 
 
 def test_one_step_on_two_ranks_equals_one_process_with_twice_the_batch(tmp_path):
-    from lstmcast.train import Trainer
+    from lstmcast.learn.loop import Trainer
 
     done = torchrun(WORKER, "step", tmp_path / "ddp.pt")
     assert done.returncode == 0, done.stderr
@@ -90,7 +90,7 @@ def test_nproc_keeps_the_exit_codes_of_a_single_process_run(project, forker):
 
 
 def test_effective_batch_is_per_rank_unless_configured_otherwise():
-    from lstmcast.distributed import World, rank_batch
+    from lstmcast.learn.distributed import World, rank_batch
 
     two = World(rank=1, size=2)
     assert rank_batch(256, True, two) == 256  # effective batch 512
@@ -100,7 +100,7 @@ def test_effective_batch_is_per_rank_unless_configured_otherwise():
 
 
 def test_shards_are_disjoint_cover_the_epoch_and_have_equal_length():
-    from lstmcast.distributed import World, shard
+    from lstmcast.learn.distributed import World, shard
 
     order = torch.randperm(11)
     shards = [order[shard(11, 0, 4, World(rank=r, size=3))] for r in range(3)]  # 4 = ceil(11 / 3) each

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmcast import metrics
-from lstmcast.model import ModelSpec, StackedLSTM
+from lstmcast.forecast import metrics
+from lstmcast.model.lstm import ModelSpec, StackedLSTM
 
 from .conftest import assert_user_error, cli, write_config
 

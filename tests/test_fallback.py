@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmcast import checkpoint
-from lstmcast.baselines import FORECASTERS, Selection, decide, t95
+from lstmcast.forecast.baselines import decide, t95
+from lstmcast.model import checkpoint
+from lstmcast.model.selection import Selection
+from lstmcast.vocabulary import FORECASTERS
 
 from .conftest import assert_user_error, cli, write_config
 
@@ -209,8 +211,8 @@ def test_a_column_named_forecaster_is_refused(tmp_path):
 def test_quantiles_of_a_checkpoint_without_stored_residuals_come_from_the_history(trained):
     import dataclasses
 
-    from lstmcast import serve
-    from lstmcast.pipeline import read_data
+    from lstmcast.data.frame import read_data
+    from lstmcast.forecast import serve
 
     ckpt = dataclasses.replace(checkpoint.load(trained / "run" / "model.pt"), selection=None)
     panel = read_data(ckpt.config.data, trained / "series.csv", freq=ckpt.freq)

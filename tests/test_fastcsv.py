@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmcast.fastcsv import first_column_times
+from lstmcast.data.fastcsv import first_column_times
 
 # tmp_path is shared by a test's examples on purpose: each example overwrites the same file.
 EXAMPLES = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmcast import readers
-from lstmcast.calendar import future_labels, row_at, season_length
+from lstmcast.data import readers
+from lstmcast.data.calendar import future_labels, row_at, season_length
+from lstmcast.data.frame import load_series
+from lstmcast.data.grid import Grid
 from lstmcast.errors import DataError
-from lstmcast.frame import Grid, load_series
 
 
 def csv(tmp_path: Path, text: str) -> Path:
@@ -143,7 +144,7 @@ def test_values_are_float64_targets_first(tmp_path):
 
 
 def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, monkeypatch):
-    from lstmcast import readers
+    from lstmcast.data import readers
 
     stamps = pd.date_range("2024-01-01", periods=50, freq="h").strftime("%Y-%m-%d %H:%M")
     text = "t,y\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps))
@@ -157,7 +158,7 @@ def test_a_file_read_in_chunks_loads_as_one_and_names_the_right_line(tmp_path, m
 
 
 def test_offsets_that_change_between_chunks_are_one_clear_error(tmp_path, monkeypatch):
-    from lstmcast import readers
+    from lstmcast.data import readers
 
     monkeypatch.setattr(readers, "READ_CHUNK", 2)
     text = (

@@ -8,8 +8,7 @@ import json
 import pytest
 import torch
 
-from lstmcast import checkpoint
-from lstmcast.inference import load_model
+from lstmcast.model import checkpoint
 
 from .conftest import assert_user_error, cli
 
@@ -21,7 +20,7 @@ def test_reference_cell_trains_and_its_checkpoint_runs_in_the_fused_cell(project
     ckpt = checkpoint.load(path)
     assert ckpt.spec().cell == "reference"
     assert cli("predict", path, "--data", project / "series.csv").code == 0
-    reference, fused = load_model(ckpt), load_model(ckpt, cell="fused")
+    reference, fused = ckpt.forecaster(), ckpt.forecaster(cell="fused")
     assert isinstance(fused.lstm, torch.nn.LSTM) and not isinstance(reference.lstm, torch.nn.LSTM)
     x, future = torch.randn(5, 48, ckpt.dims.n_inputs), torch.randn(5, 12, ckpt.dims.n_future)
     with torch.no_grad():
@@ -65,8 +64,8 @@ def test_ensemble_trains_members_with_consecutive_seeds_and_forecasts_their_medi
     alone = checkpoint.load(project / "seed1" / "model.pt").members[0]
     assert all(torch.equal(second[k], alone[k]) for k in alone)
 
-    model = load_model(ckpt)
-    members = [load_model(dataclasses.replace(ckpt, members=[weights])) for weights in ckpt.members]
+    model = ckpt.forecaster()
+    members = [dataclasses.replace(ckpt, members=[weights]).forecaster() for weights in ckpt.members]
     x, future = torch.randn(4, 48, ckpt.dims.n_inputs), torch.randn(4, 12, ckpt.dims.n_future)
     with torch.no_grad():
         expected = torch.stack([m(x, future) for m in members]).median(dim=0).values  # odd count: the middle one

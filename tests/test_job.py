@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmcast import archive, checkpoint, sinks
+from lstmcast.data import archive, sinks
+from lstmcast.model import checkpoint
 
 from . import pg
 from .conftest import assert_user_error, cli, sine_csv, write_config
@@ -255,7 +256,7 @@ def test_promote_refuses_a_candidate_of_other_columns_untouched(job: Path, tmp_p
 SWAPPER = """
 import sys, time
 from pathlib import Path
-from lstmcast.promote import _install
+from lstmcast.flows.promote import _install
 folder, a, b, seconds = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
 end, n = time.monotonic() + seconds, 0
 while time.monotonic() < end:

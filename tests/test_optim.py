@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from lstmcast.optim import AdamW
+from lstmcast.learn.optim import AdamW
 
 
 def _model() -> list[torch.Tensor]:

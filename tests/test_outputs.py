@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmcast import checkpoint
-from lstmcast.plots import quantile_columns
+from lstmcast.forecast.plots import quantile_columns
+from lstmcast.model import checkpoint
 
 from .conftest import assert_user_error, cli
 
@@ -70,9 +70,9 @@ def test_the_last_training_line_rounds_and_metrics_json_keeps_full_precision(pro
 
 
 def test_the_training_loss_is_measured_on_a_bounded_sample(project, monkeypatch):
-    import lstmcast.pipeline
+    import lstmcast.flows.training
 
-    monkeypatch.setattr(lstmcast.pipeline, "TRAIN_LOSS_SAMPLE", 50)
+    monkeypatch.setattr(lstmcast.flows.training, "TRAIN_LOSS_SAMPLE", 50)
     result = cli("train", project / "config.yaml", "--quiet")
     assert result.code == 0, result.stderr
     metrics = json.loads((project / "run" / "metrics.json").read_text())

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmcast import calendar, checkpoint, frame
-from lstmcast.dataset import assemble, fit_scaler
-from lstmcast.split import split_rows
+from lstmcast.data import calendar, frame
+from lstmcast.learn.dataset import assemble, fit_scaler
+from lstmcast.learn.split import split_rows
+from lstmcast.model import checkpoint
 
 from .conftest import assert_user_error, cli, write_config
 

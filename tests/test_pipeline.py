@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lstmcast import checkpoint, scaling
 from lstmcast.errors import DataError
-from lstmcast.model import ModelSpec, StackedLSTM
-from lstmcast.split import Runs, check_length, origins, split_rows
-from lstmcast.windows import StartRuns, WindowSet, window_view
+from lstmcast.learn import scaling
+from lstmcast.learn.split import Runs, check_length, origins, split_rows
+from lstmcast.learn.windows import StartRuns, WindowSet, window_view
+from lstmcast.model import checkpoint
+from lstmcast.model.lstm import ModelSpec, StackedLSTM
 
 from .conftest import cli, sine_csv
 
@@ -32,7 +33,7 @@ def test_the_training_loop_runs_no_python_per_window():
     import sys
 
     from lstmcast.config import TrainConfig
-    from lstmcast.train import Trainer
+    from lstmcast.learn.loop import Trainer
 
     def python_calls_for_one_step(batch: int) -> int:
         torch.manual_seed(0)
@@ -86,7 +87,7 @@ def test_training_starts_are_computed_per_batch_and_match_listing_them_all():
 
 
 def test_the_epoch_order_is_a_permutation_drawn_from_the_seed_and_never_stored():
-    from lstmcast.shuffle import Shuffle
+    from lstmcast.learn.shuffle import Shuffle
 
     for n in [*range(1, 70), 1000, 65537, 1_000_003]:
         order = Shuffle.draw(n, torch.Generator().manual_seed(n))
@@ -157,7 +158,7 @@ def test_scaler_is_fitted_on_training_rows_only(project):
 def test_training_windows_come_from_training_rows(tmp_path):
     """A spike in the validation part must not leak into the scaler or training windows."""
     from lstmcast.config import load_config
-    from lstmcast.pipeline import prepare
+    from lstmcast.flows.training import prepare
     from lstmcast.report import Reporter
 
     sine_csv(tmp_path / "s.csv", rows=400)
@@ -171,7 +172,7 @@ def test_scale_norm_makes_forecasts_and_losses_scale_free():
     """With norm: scale a series at 10,000 is forecast like the same shape at 10, and weighs the same in the loss."""
     from torch.nn import functional as F
 
-    from lstmcast.train import window_loss
+    from lstmcast.learn.loop import window_loss
 
     torch.manual_seed(0)
     model = StackedLSTM(
@@ -187,7 +188,7 @@ def test_scale_norm_makes_forecasts_and_losses_scale_free():
 
 def test_bf16_precision_trains_where_the_machine_can_and_is_refused_before_any_work_where_it_cannot(tmp_path):
     """Detected the way `train` detects it (one tiny bf16 LSTM step), so the test holds on every CPU."""
-    from lstmcast.train import precision_problem
+    from lstmcast.learn.loop import precision_problem
 
     from .conftest import assert_user_error, write_config
 

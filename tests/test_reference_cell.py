@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lstmcast.model import ModelSpec, StackedLSTM
-from lstmcast.reference import ReferenceLSTM, gate_summary, lstm_cell, memory_lengths
+from lstmcast.model.lstm import ModelSpec, StackedLSTM
+from lstmcast.model.reference import ReferenceLSTM, gate_summary, lstm_cell, memory_lengths
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 

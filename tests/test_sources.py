@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmcast import checkpoint, sinks
+from lstmcast.data import sinks
+from lstmcast.model import checkpoint
 
 from . import pg
 from .conftest import assert_user_error, cli, sine_csv, write_config

@@ -99,7 +99,7 @@ def test_a_pruned_trials_last_report_is_not_ranked_as_a_score(tiny: Path) -> Non
     from optuna.trial import TrialState, create_trial
 
     from lstmcast.config import load_config
-    from lstmcast.tune import DataFacts, Dim, write_outputs
+    from lstmcast.flows.tune import DataFacts, Dim, write_outputs
 
     study = optuna.create_study()
     lr = {"train.lr": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -183,7 +183,7 @@ def test_two_processes_share_one_study_and_sigterm_stops_cleanly(tiny: Path) -> 
 
 
 def test_init_sizes_the_model_by_the_training_windows() -> None:
-    from lstmcast import starter
+    from lstmcast.flows import starter
 
     facts = {"freq": "h", "season": 24, "shortest": 700, "median": 700, "rows": 0, "filled": 0}
     one = starter.suggest({**facts, "series": 1}, horizon=48)  # ~400 training windows

@@ -1,0 +1,623 @@
+"""`lstmcast tune`: good settings for new data, searched on validation rows only, within a time budget.
+
+CONFIG + the data's frequency and lengths ──space (default, or --space YAML)──▶ Optuna study (TPE,
+seeded; median pruning on the validation loss at every validation; stored in a database, so a
+rerun — or another process pointed at the same storage — continues it) ──each trial: a real
+`train` into DIR/trials/N, scored by its validation MASE──▶ DIR/best.yaml, DIR/trials.csv,
+DIR/report.json [, DIR/model/ with --train or --ensemble].
+
+The test part is never read by the search: a trial's score is the model's mean validation MASE
+over series (the same numbers `train.select` uses), so trials with different losses, window
+norms and lookbacks compare on one scale. The pruner reads the validation MAE on the scaled data
+at every validation (measured for tune whatever the training loss), so it compares trials of
+different losses too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lstmcast import config
+from lstmcast.config import Config, load_config
+from lstmcast.data import calendar, db
+from lstmcast.errors import ConfigError, Interrupted, LstmcastError, shown
+from lstmcast.extras import require
+from lstmcast.locations import is_url
+from lstmcast.report import Reporter
+
+STUDY = "lstmcast"
+PACE_SECONDS = 10.0  # a trial's pace is judged after this long of optimiser steps …
+PACE_MARGIN = 1.25  # … and it is stopped early only if it would overrun by more than 25 %
+# A trial may be pruned only in the second half of its own schedule: earlier, a long cosine run at a high learning
+# rate looks worse than a short one ending at the same step (on M4 the pruner cut every 12-epoch trial at epoch 1).
+PRUNE_FROM = 0.5
+MAX_STEPS = 32  # default space: longer LSTM sequences cost minutes per epoch on CPU (the committed configs use 7–14)
+STORAGE_ATTEMPTS = 5  # processes started together race to create the study's tables: the losers retry
+HEARTBEAT = 30  # seconds: a trial whose process died (kill -9) is failed after two missed beats
+
+
+# ---------------------------------------------------------------------------- the search space
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One searched key: a list of choices, or a numeric range (int when both ends are ints)."""
+
+    key: str
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+
+    def suggest(self, trial: Any) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.key, self.choices)
+        assert self.low is not None and self.high is not None
+        if isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float):
+            return trial.suggest_int(self.key, self.low, self.high, step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
+
+    def holds(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        assert self.low is not None and self.high is not None
+        return isinstance(value, int | float) and self.low <= value <= self.high
+
+    def nearest(self, value: Any) -> Any:
+        """`value` if the space holds it, else the closest choice (numbers) or the range's nearer end; None if neither."""
+        if self.holds(value):
+            return value
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.choices is not None:
+            numbers = [c for c in self.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+            return min(numbers, key=lambda c: abs(c - value)) if numeric and numbers else None
+        if not numeric:
+            return None
+        assert self.low is not None and self.high is not None
+        return type(self.low)(min(max(value, self.low), self.high))
+
+    def to_dict(self) -> Any:
+        if self.choices is not None:
+            return list(self.choices)
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the default space is derived from."""
+
+    freq: str | None
+    season: int
+    series: int
+    shortest: int
+    median: int
+    train_windows: int  # about how many training windows an epoch has at the base lookback
+
+
+def default_space(cfg: Config, facts: DataFacts) -> list[Dim]:
+    """Knobs that matter, ranged by the data: lookbacks of whole seasons that leave the median series
+    training windows, patches dividing them, epochs by the data's size (300 … 8,000 optimiser steps)."""
+    h, season = cfg.window.horizon, max(facts.season, 1)
+    unit = season if season > 1 else max(1, h // 2)
+    room = int(0.6 * facts.median) - 2 * h  # what a lookback may take from the median series
+    lookbacks = sorted(
+        {unit * k for k in (1, 2, 4, 7, 14) if 0 < unit * k <= room} | {unit} if room >= unit else {unit}
+    )
+    lookbacks = lookbacks[-4:]
+    patches = [p for p in sorted({1, unit // 4, unit // 2, unit}) if p >= 1 and all(lb % p == 0 for lb in lookbacks)]
+    patches = [p for p in patches if lookbacks[0] // p <= MAX_STEPS] or patches[-1:]  # some lookback fits
+    per_epoch = max(1, facts.train_windows // cfg.train.batch_size)
+    low_epochs = max(1, math.ceil(300 / per_epoch))
+    high_epochs = max(low_epochs + 1, min(100, math.ceil(8000 / per_epoch)))
+    space = [
+        Dim("train.lr", low=3e-4, high=1e-2, log=True),
+        Dim("train.epochs", low=low_epochs, high=high_epochs),
+        Dim("train.lr_schedule", choices=["constant", "cosine"]),
+        Dim("window.lookback", choices=lookbacks),
+        Dim("model.patch", choices=patches),
+        Dim("model.hidden_size", choices=[32, 64, 128, 256]),
+        Dim("model.num_layers", choices=[1, 2, 3]),
+        Dim("model.dropout", choices=[0.0, 0.1, 0.2, 0.3]),
+        Dim("window.norm", choices=["last", "mean", "none"]),
+        Dim("train.loss", choices=["mae", "mse", "huber"]),
+    ]
+    if cfg.data.timestamp is not None and facts.freq is not None:
+        space.append(Dim("data.calendar", choices=["auto", "none"]))
+    return space
+
+
+def read_space(path: Path) -> list[Dim]:
+    """A space file: `section.key: [choices]` or `section.key: {low, high, log, step}` per line."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--space {path}: cannot read it ({exc.strerror}) — check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--space {path}:{where} is not valid YAML — fix the file") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"--space {path} must map config keys to choices, e.g. model.hidden_size: [64, 128]")
+    return [_dim(path, str(key), spec) for key, spec in raw.items()]
+
+
+def _dim(path: Path, key: str, spec: Any) -> Dim:
+    parts = key.split(".")
+    if len(parts) != 2 or config._field_at(parts) is None or parts[0] in ("output",):
+        raise ConfigError(
+            f"--space {path}: {shown(key)} is not a config key to search — write section.key, e.g. train.lr"
+        )
+    if isinstance(spec, list) and spec:
+        return Dim(key, choices=spec)
+    if isinstance(spec, dict) and set(spec) <= {"low", "high", "log", "step"} and {"low", "high"} <= set(spec):
+        low, high = spec["low"], spec["high"]
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not low < high or (spec.get("log") and low <= 0):
+            raise ConfigError(f"--space {path}: {key} needs numbers low < high (and low > 0 with log: true)")
+        return Dim(key, low=low, high=high, log=bool(spec.get("log")), step=spec.get("step"))
+    raise ConfigError(
+        f"--space {path}: {key} must be a list of choices or {{low: …, high: …[, log: true]}} — got {shown(spec)}"
+    )
+
+
+def check_space(base: Config, space: list[Dim], source: str) -> None:
+    """Every choice (and both ends of every range) gives a valid config on its own (exit 2 otherwise)."""
+    for dim in space:
+        for value in dim.choices if dim.choices is not None else [dim.low, dim.high]:
+            try:
+                with_values(base, {dim.key: value})
+            except ConfigError as exc:
+                if "multiple of model.patch" in str(exc):  # depends on the pair: checked per trial
+                    continue
+                raise ConfigError(f"--space {source}: {dim.key} = {shown(value)}: {exc}") from None
+
+
+def with_values(base: Config, values: dict[str, Any]) -> Config:
+    """The base config with `values` (dotted keys) set, validated."""
+    raw = base.to_dict()
+    for key, value in values.items():
+        section, name = key.split(".")
+        raw[section][name] = value
+    return config.config_from_dict(raw, source="the tuned config")
+
+
+# ---------------------------------------------------------------------------- trials
+
+
+class BudgetSpent(Exception):
+    """The wall-clock budget ran out in the middle of a trial."""
+
+
+class TrialTooLong(Exception):
+    """One trial ran past `--trial-limit`, or its pace would take it past the limit or the budget: the search goes
+    on without it (a cheaper trial may still fit)."""
+
+    def __init__(self, reason: str = "", stopped: str = "trial limit") -> None:
+        super().__init__(reason)
+        self.stopped = stopped
+
+
+class _TrialReporter(Reporter):
+    """A quiet reporter that feeds the pruner every validation and stops a trial at the deadline, at its
+    own limit, or as soon as its pace says it would pass either (projected after PACE_SECONDS of steps)."""
+
+    def __init__(self, trial: Any, deadline: float, limit: float, epochs: int) -> None:
+        super().__init__(quiet=True, interactive=False)
+        self.trial, self.deadline, self.epochs = trial, deadline, epochs
+        self.trial_deadline = time.monotonic() + limit
+        self.first: tuple[float, int] | None = None  # (time, steps) at the first step: setup is not pace
+        self.steps = 0  # the trial's optimiser steps in all
+
+    def on_batch(self, epoch: int, done: int, total: int) -> None:
+        now, steps = time.monotonic(), (epoch - 1) * total + done
+        self.steps = self.epochs * total
+        if now > self.deadline:
+            raise BudgetSpent
+        if now > self.trial_deadline:
+            raise TrialTooLong
+        if self.first is None:
+            self.first = (now, steps)
+            return
+        seen, counted = now - self.first[0], steps - self.first[1]
+        if seen < PACE_SECONDS or counted < 20:
+            return
+        end = now + seen / counted * (self.steps - steps) / PACE_MARGIN  # the end at this pace, less a margin
+        if end > self.deadline:
+            raise TrialTooLong(
+                f"its pace would end it {_duration(end - self.deadline)} after the budget", "budget pace"
+            )
+        if end > self.trial_deadline:
+            raise TrialTooLong(f"its pace would take {_duration(end - self.trial_deadline)} past the trial limit")
+
+    def on_validation(self, point: Any, epochs: int) -> None:
+        if point.val_mae is None:
+            return
+        self.trial.report(float(point.val_mae), point.step)
+        if point.step >= PRUNE_FROM * self.steps and self.trial.should_prune():
+            raise _pruned(self.trial, f"validation MAE {point.val_mae:.4g} (scaled) at step {point.step}")
+
+
+@dataclass
+class Search:
+    """One `tune` invocation: the base config, the space, the folder, the deadline."""
+
+    base: Config
+    space: list[Dim]
+    out: Path
+    deadline: float
+    reporter: Reporter
+    stop: bool = False
+    max_steps: int | None = None  # the default space: at most this many LSTM steps (lookback / patch)
+    trial_limit: float = math.inf  # seconds one trial may train
+    mine: list[int] = dataclasses.field(default_factory=list)  # trials this process ran whose folders remain
+    interrupted: Interrupted | None = None
+
+    def objective(self, trial: Any) -> float:
+
+        from lstmcast.flows.training import TrainOptions, train
+
+        values = {d.key: d.suggest(trial) for d in self.space}
+        steps = _lstm_steps({**self._base_values(), **values})
+        if self.max_steps is not None and steps > self.max_steps:
+            raise _pruned(trial, f"{steps} LSTM steps (lookback / patch) is more than {self.max_steps}")
+        folder = self.out / "trials" / str(trial.number)
+        self.mine.append(trial.number)
+        try:
+            cfg = with_values(self.base, {**values, "output.dir": str(folder)})
+        except ConfigError as exc:  # e.g. a lookback that is not a multiple of the patch
+            raise _pruned(trial, f"invalid combination: {exc}") from None
+        reporter = _TrialReporter(trial, self.deadline, self.trial_limit, cfg.train.epochs)
+        try:
+            outcome = train(cfg, reporter, TrainOptions(monitor=True))
+        except BudgetSpent:
+            trial.set_user_attr("stopped", "budget")
+            self.stop = True
+            raise _pruned(trial, "the budget ran out") from None
+        except TrialTooLong as exc:
+            trial.set_user_attr("stopped", exc.stopped)
+            raise _pruned(trial, str(exc) or f"ran past the trial limit ({_duration(self.trial_limit)})") from None
+        except Interrupted as exc:
+            name = str(exc).split(" in epoch")[0]  # "interrupted by SIGTERM"
+            shutil.rmtree(folder, ignore_errors=True)  # a trial is never resumed: the study goes on instead
+            self.stop = True
+            self.interrupted = Interrupted(
+                f"{name} during trial {trial.number}; the study is kept (that trial counts as failed) — "
+                "run the same lstmcast tune again to continue it",
+                exc.exit_code,
+            )
+            raise self.interrupted from None
+        except LstmcastError as exc:  # this setting cannot train (too long a lookback, divergence): a bad point
+            trial.set_user_attr("error", str(exc))
+            raise _pruned(trial, str(exc)) from None
+        finally:
+            reporter.close()
+        value = outcome.metrics.get("selection", {}).get("validation_mase", {}).get("model")
+        if value is None or not math.isfinite(value):
+            raise _pruned(trial, "no validation MASE")
+        trial.set_user_attr("train_seconds", round(outcome.metrics.get("train_seconds", 0.0), 1))
+        trial.set_user_attr("epochs_run", outcome.metrics.get("epochs_run"))
+        return float(value)
+
+    def _base_values(self) -> dict[str, Any]:
+        return search_defaults(self.base)
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        """Keep the best trial's folder only (disk stays bounded); one line per trial; stop when asked."""
+        best = _best(study)
+        for number in [n for n in self.mine if best is None or n != best.number]:
+            shutil.rmtree(self.out / "trials" / str(number), ignore_errors=True)
+            self.mine.remove(number)
+        left = max(0.0, self.deadline - time.monotonic())
+        result = (
+            "pruned" if trial.state.name != "COMPLETE" or trial.value is None else f"validation MASE {trial.value:.4g}"
+        )
+        best_text = "—" if best is None else f"{best.value:.4g} (trial {best.number})"
+        self.reporter.info(f"trial {trial.number} {result}; best {best_text}; {_duration(left)} left")
+        if self.stop or left <= 0:
+            study.stop()
+
+
+def _pruned(trial: Any, reason: str) -> Exception:
+    """Optuna's TrialPruned, with the reason kept in the study (trials.csv's `user_attrs_pruned`)."""
+    import optuna
+
+    trial.set_user_attr("pruned", reason[:200])
+    return optuna.TrialPruned(reason)
+
+
+def search_defaults(cfg: Config) -> dict[str, Any]:
+    return {k: _value_at(cfg, k) for k in ("window.lookback", "model.patch")}
+
+
+def _lstm_steps(values: dict[str, Any]) -> int:
+    return max(1, int(values["window.lookback"]) // max(1, int(values["model.patch"])))
+
+
+def _best(study: Any) -> Any:
+    done = _complete(study)
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def _complete(study: Any) -> list[Any]:
+    """Finished trials with a validation MASE (a pruned trial's value is its last validation MAE)."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes}m{sec:02d}s" if minutes else f"{sec}s"
+
+
+# ---------------------------------------------------------------------------- the study
+
+
+def parse_budget(text: str, option: str = "--budget") -> float:
+    """`30m`, `2h`, `90s` or a number of seconds → seconds (> 0)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    number, unit = (t[:-1], units[t[-1]]) if t and t[-1] in units else (t, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{option} {shown(text)} is not a time — write e.g. 30m, 2h or 600 (seconds)")
+    return value
+
+
+def storage_url(out: Path, given: str | None) -> str:
+    if given is None:
+        return f"sqlite:///{(out / 'study.db').resolve()}"
+    if not is_url(given):
+        return f"sqlite:///{Path(given).expanduser().resolve()}"
+    db.parse(given, "--storage")
+    return given
+
+
+def _storage(url: str) -> Any:
+    import warnings
+
+    import optuna
+
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {}
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental; they are what fails a killed trial
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    db.connect_url(url, "--storage"), engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT
+                )
+        except (IntegrityError, OperationalError):  # another process created the tables at the same moment
+            if attempt + 1 == STORAGE_ATTEMPTS:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _stop_on_term(search: Search) -> Iterator[None]:
+    """SIGTERM/SIGINT between trials: finish the bookkeeping, write the outputs, then exit 143/130."""
+    caught: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+        search.stop = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        raise Interrupted(
+            f"interrupted by {signal.Signals(caught[0]).name}; the study is kept — run the same tune again to continue",
+            128 + caught[0],
+        )
+
+
+def run(
+    config_path: Path,
+    out: Path,
+    budget: float,
+    reporter: Reporter,
+    *,
+    trials: int | None = None,
+    space_path: Path | None = None,
+    storage: str | None = None,
+    seed: int | None = None,
+    overrides: list[str] | None = None,
+    trial_limit: float | None = None,
+) -> dict[str, Any]:
+    """Search until the budget or `trials` finished trials; write best.yaml, trials.csv and report.json.
+    One trial trains for at most `trial_limit` seconds (default: a quarter of the budget, at least a
+    minute), so a few slow settings cannot spend the whole budget."""
+    require("optuna", "tune", "lstmcast tune")
+    import optuna
+
+    started = time.monotonic()
+    base = load_config(config_path, overrides or [])
+    if base.data.split.val == 0:
+        raise ConfigError(f"{config_path}: data.split.val is 0 — tune scores trials on validation rows; give some")
+    facts = data_facts(base, reporter)
+    space = read_space(space_path) if space_path else default_space(base, facts)
+    check_space(base, space, str(space_path or "the default space"))
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by lstmcast, in one line
+    optuna.logging.disable_default_handler()
+    study = optuna.create_study(
+        study_name=STUDY,
+        storage=_storage(storage_url(out, storage)),
+        sampler=optuna.samplers.TPESampler(seed=base.train.seed if seed is None else seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+        direction="minimize",
+        load_if_exists=True,
+    )
+    max_steps = None if space_path else MAX_STEPS
+    done_before = len(study.trials)
+    if not study.trials:  # a new study starts from sane points: the config as written, then `init`'s settings
+        for point in starting_points(base, space, facts, max_steps):
+            study.enqueue_trial(point)
+    limit = default_trial_limit(budget) if trial_limit is None else trial_limit
+    search = Search(base, space, out, started + budget, reporter, max_steps=max_steps, trial_limit=limit)
+    callbacks = [search.after_trial]
+    if trials is not None:
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        callbacks.append(MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    reporter.info(f"searching {len(space)} settings of {config_path} for {_duration(budget)} into {out}")
+    with _stop_on_term(search):
+        if trials is None or _finished(study) < trials:
+            with contextlib.suppress(Interrupted):  # a trial's SIGTERM: the outputs are written first
+                study.optimize(search.objective, callbacks=callbacks, timeout=budget, gc_after_trial=True)
+        summary = write_outputs(study, base, space, out, facts)
+    if search.interrupted is not None:
+        raise search.interrupted
+    summary["trials_this_run"] = len(study.trials) - done_before
+    return summary
+
+
+def default_trial_limit(budget: float) -> float:
+    """A quarter of the budget (at least a minute): at least four trials, whatever the space holds."""
+    return min(budget, max(budget / 4, 60.0))
+
+
+def starting_points(base: Config, space: list[Dim], facts: DataFacts, max_steps: int | None) -> list[dict[str, Any]]:
+    """The config's own values and `lstmcast init`'s frequency-aware ones, each moved into the space."""
+    from lstmcast.flows import starter
+
+    suggested = starter.suggest(dataclasses.asdict(facts), base.window.horizon)
+    flat = {f"{section}.{key}": value for section, values in suggested.items() for key, value in values.items()}
+    points = []
+    for values in ({d.key: _value_at(base, d.key) for d in space}, flat):
+        point = {d.key: d.nearest(values[d.key]) for d in space if d.key in values}
+        point = {k: v for k, v in point.items() if v is not None}
+        steps = _lstm_steps({**search_defaults(base), **point})
+        if point and point not in points and (max_steps is None or steps <= max_steps):
+            points.append(point)
+    return points
+
+
+def _finished(study: Any) -> int:
+    return sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+
+
+def _value_at(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def data_facts(cfg: Config, reporter: Reporter) -> DataFacts:
+    """Frequency, season, series count and lengths of the config's data (read once, as training reads it)."""
+    import numpy as np
+
+    from lstmcast.data.frame import read_data
+    from lstmcast.data.sources import source_of
+
+    d = cfg.data
+    if d.path is None:
+        raise ConfigError("data.path is not set — add it to the config")
+    panel = read_data(d, source_of(d.path, d.query), freq=d.freq, start=d.start, end=d.end)
+    lengths = np.array([s.rows for _, s in panel])
+    freq = panel[0][1].freq
+    lb, h = cfg.window.lookback, cfg.window.horizon
+    windows = int(np.clip(lengths * 0.7 - lb - h + 1, 0, None).sum())
+    return DataFacts(
+        freq, calendar.season_length(freq), len(panel), int(lengths.min()), int(np.median(lengths)), windows
+    )
+
+
+def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: DataFacts) -> dict[str, Any]:
+    """best.yaml (a complete config), trials.csv, report.json; the summary."""
+    from lstmcast.atomic import write_text
+    from lstmcast.data import sinks
+
+    best = _best(study)
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    if len(frame):
+        frame["duration"] = frame["duration"].dt.total_seconds().round(1)
+        # Optuna keeps a pruned trial's last report (a scaled validation MAE) as its value: not a MASE
+        frame["value"] = frame["value"].where(frame["state"] == "COMPLETE")
+        frame = frame.rename(columns={"value": "validation_mase"})
+        sinks.write_frame(out / "trials.csv", frame)
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "trials": len(study.trials),
+        "complete": sum(t.state.name == "COMPLETE" for t in study.trials),
+        "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+        "space": {d.key: d.to_dict() for d in space},
+        "data": dataclasses.asdict(facts),
+        "outputs": {"trials": str(out / "trials.csv"), "report": str(out / "report.json")},
+    }
+    if best is not None:
+        cfg = with_values(base, {**best.params, "output.dir": str(out / "model")})
+        write_text(out / "best.yaml", _best_yaml(cfg, best))
+        summary["best"] = {"trial": best.number, "validation_mase": best.value, "params": best.params}
+        summary["outputs"]["best"] = str(out / "best.yaml")
+        summary["top"] = [
+            {"trial": t.number, "validation_mase": t.value, "params": t.params}
+            for t in sorted(_complete(study), key=lambda t: t.value)[:5]
+        ]
+        summary["importance"] = _importance(study)
+    write_text(out / "report.json", __import__("json").dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _best_yaml(cfg: Config, best: Any) -> str:
+    head = (
+        f"# Found by lstmcast tune: trial {best.number}, mean validation MASE {best.value:.4g} (validation rows only).\n"
+        "# A complete config: lstmcast train runs it as is (output.dir is the tune folder's model/).\n"
+    )
+    return head + config.to_yaml(cfg)
+
+
+def _importance(study: Any) -> dict[str, float] | None:
+    """Optuna's parameter importances (its default evaluator), when there are enough finished trials
+    (with too few, Optuna warns and returns equal shares: no importance is better than a made-up one)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            found = {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            return None
+    return None if any("too small" in str(w.message) for w in caught) else found
+
+
+def train_winner(out: Path, reporter: Reporter, ensemble: int = 1) -> dict[str, Any]:
+    """Train best.yaml into DIR/model (with `ensemble` members); its validation MASE next to the best trial's."""
+    from lstmcast.flows.training import TrainOptions, train
+
+    path = out / "best.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist — no trial has finished yet; tune longer")
+    cfg = load_config(path, [f"train.ensemble={ensemble}"] if ensemble > 1 else [])
+    outcome = train(cfg, reporter, TrainOptions())
+    value = outcome.metrics.get("selection", {}).get("validation_mase", {}).get("model")
+    return {"checkpoint": str(outcome.checkpoint), "ensemble": ensemble, "validation_mase": value}

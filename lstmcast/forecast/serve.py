@@ -1,0 +1,210 @@
+"""Which forecaster serves each series at predict time, and the baselines' forecasts for those it does not.
+
+The model serves a series unless it cannot (shorter than window.lookback, unseen by a model that
+learned one vector per series, or a non-finite forecast: a *fallback*) or validation chose a
+baseline for it (train.select: best; a series training never saw follows validation's overall
+choice). A fallback uses predict.fallback: a baseline, or `error` to refuse the run. Baseline
+quantiles are the point forecast plus the baseline's validation residual quantiles per horizon
+step, scaled to the series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lstmcast.data import calendar, frame
+from lstmcast.errors import DataError, shown
+from lstmcast.forecast import baselines
+from lstmcast.model.checkpoint import Checkpoint
+from lstmcast.model.lstm import ModelSpec
+from lstmcast.vocabulary import FORECASTERS
+
+# Why a series is not forecast by the model, as the log and --json say it.
+REASONS = {
+    "short": "shorter than window.lookback",
+    "unseen": "not in training, and the model learned one vector per training series",
+    "not_finite": "the model's forecast was not finite",
+    "selected": "a baseline beat the model on its validation windows",
+    "new": "not in training: validation's overall choice",
+}
+FALLBACKS = ("short", "unseen", "not_finite")  # the model cannot serve these: predict.fallback decides
+
+
+@dataclass
+class Plan:
+    """The forecaster of each series (panel order) and why each non-model one was chosen."""
+
+    names: list[str]
+    why: dict[str, list[int]] = field(default_factory=dict)  # reason → series positions
+
+    def move(self, position: int, name: str, reason: str) -> None:
+        self.names[position] = name
+        self.why.setdefault(reason, []).append(position)
+
+    def counts(self) -> dict[str, int]:
+        return {name: self.names.count(name) for name in FORECASTERS}
+
+
+def fallback_for(ckpt: Checkpoint, fallback: str) -> str:
+    """predict.fallback resolved: auto is the baseline with the lower mean validation MASE (seasonal naive without one)."""
+    if fallback != "auto":
+        return fallback
+    return ckpt.selection.best_baseline() if ckpt.selection is not None else "seasonal_naive"
+
+
+def plan(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, fallback: str, select: str) -> Plan:
+    """Each series' forecaster before the model runs; `fallback` is resolved (not auto)."""
+    out = Plan(["model"] * len(panel))
+    known = set(ckpt.series or [None])
+    sel = ckpt.selection
+    for i, (sid, series) in enumerate(panel):
+        if series.rows < spec.lookback:
+            out.move(i, fallback, "short")
+        elif spec.embeds and sid not in known:
+            out.move(i, fallback, "unseen")
+        elif sel is not None and select == "best":
+            chosen = sel.choice(sid, select)
+            if chosen is None and sel.overall(select) != "model":
+                out.move(i, sel.overall(select), "new")
+            elif chosen not in (None, "model"):
+                out.move(i, chosen, "selected")
+    return out
+
+
+def refuse(plan: Plan, panel: frame.Panel, spec: ModelSpec, source: object) -> None:
+    """predict.fallback: error — one line naming how many series the model cannot serve, and which."""
+    for reason in FALLBACKS:
+        where = plan.why.get(reason)
+        if not where:
+            continue
+        ids = [panel[i][0] for i in where]
+        which = "the series" if ids[0] is None else f"{len(ids)} series ({_examples(ids)})"
+        detail = f" (e.g. {panel[where[0]][1].rows} rows for lookback {spec.lookback})" if reason == "short" else ""
+        raise DataError(
+            f"{which} of {source}: {REASONS[reason]}{detail} — predict.fallback is error; set it (or --fallback) to "
+            "seasonal_naive or naive to forecast them with a baseline"
+            + (", or supply more history" if reason == "short" else "")
+        )
+
+
+def examples(plan: Plan, panel: frame.Panel, most: int = 5) -> dict[str, dict[str, object]]:
+    """For the log and --json: per reason, how many series and the first few ids."""
+    out = {}
+    for reason, where in plan.why.items():
+        ids = [panel[i][0] for i in where]
+        out[reason] = {"count": len(ids), "examples": [str(s) for s in ids[:most]]}
+    return out
+
+
+def describe(plan: Plan, panel: frame.Panel, most: int | None = 3) -> list[tuple[str, str]]:
+    """(reason, log line) for each reason a baseline serves some series, naming `most` of them (None: all)."""
+    lines = []
+    for reason, where in plan.why.items():
+        ids = [panel[i][0] for i in where]
+        names = sorted({plan.names[i] for i in where})
+        who = "the series" if ids == [None] else f"{len(ids)} of {len(panel)} series ({_examples(ids, most)})"
+        lines.append(
+            (reason, f"{who} forecast by {' and '.join(n.replace('_', ' ') for n in names)}: {REASONS[reason]}")
+        )
+    return lines
+
+
+def served_table(
+    ckpt: Checkpoint,
+    spec: ModelSpec,
+    panel: frame.Panel,
+    plan: Plan,
+    fallback: str,
+    model_rows: Callable[[list[int]], np.ndarray],
+    source: object,
+) -> np.ndarray:
+    """(series, horizon, columns) forecasts: `model_rows` of the positions the plan gives the model, baselines elsewhere.
+
+    A model forecast that is not finite moves that series to `fallback` (resolved); with fallback
+    `error` it refuses the run. Nothing that is not finite is ever returned.
+    """
+    mine = [i for i, name in enumerate(plan.names) if name == "model"]
+    table = None
+    if mine:
+        own = model_rows(mine)
+        if fallback == "error":
+            check_finite(own, [panel[i][0] for i in mine], source)
+        table = np.full((len(panel), *own.shape[1:]), np.nan)
+        table[mine] = own
+        for i in np.array(mine)[~np.isfinite(own.reshape(len(mine), -1)).all(axis=1)]:
+            plan.move(int(i), fallback, "not_finite")
+    if any(name != "model" for name in plan.names):
+        rows = baseline_table(ckpt, panel, plan, list(spec.quantiles), spec.median)
+        if table is None:
+            table = np.full((len(panel), *rows.shape[1:]), np.nan)
+        table[[i for i, name in enumerate(plan.names) if name != "model"]] = rows
+    assert table is not None
+    check_finite(table, [sid for sid, _ in panel], source)
+    return table
+
+
+def check_finite(forecasts: np.ndarray, ids: list[str | None], source: object) -> None:
+    """A forecast holding NaN or infinity is never written: (series, …) forecasts, one row per series."""
+    finite = np.isfinite(forecasts.reshape(len(ids), -1)).all(axis=1)
+    if not finite.all():
+        bad = [ids[i] for i in np.flatnonzero(~finite)]
+        which = "the series" if bad[0] is None else f"series {shown(bad[0])}"
+        if len(bad) > 1:
+            which += f" and {len(bad) - 1} more"
+        raise DataError(
+            f"the forecast for {which} of {source} is not finite (NaN or infinity) — check those rows for "
+            "extreme values; nothing was written"
+        )
+
+
+def baseline_table(ckpt: Checkpoint, panel: frame.Panel, plan: Plan, levels: list[float], median: int) -> np.ndarray:
+    """(baseline-served series, horizon, columns) forecasts in original units, columns laid out as the model's."""
+    horizon, nt = ckpt.config.window.horizon, len(ckpt.targets)
+    season = calendar.season_length(ckpt.freq)
+    served = [i for i, name in enumerate(plan.names) if name != "model"]
+    names = {plan.names[i] for i in served}
+    spreads = {n: _spread(ckpt, panel, n, levels, season) for n in names} if levels else {}
+    blocks = []
+    for i in served:
+        series, name = panel[i][1], plan.names[i]
+        history = series.values[:, :nt]
+        point = baselines.at_end(history, horizon, name, season)  # (horizon, nt)
+        if not levels:
+            blocks.append(point)
+            continue
+        offsets = spreads[name] * baselines.scale(history, season)[None, :, None]
+        per_level = point[:, :, None] + offsets  # (horizon, nt, Q)
+        per_level[..., median] = point
+        blocks.append(np.concatenate([point, *[per_level[..., q] for q in range(len(levels))]], axis=1))
+    return np.stack(blocks)
+
+
+def _spread(ckpt: Checkpoint, panel: frame.Panel, name: str, levels: list[float], season: int) -> np.ndarray:
+    """(horizon, nt, Q) scaled residual quantiles: stored at training, else measured on this data's history."""
+    stored = ckpt.selection.spread.get(name) if ckpt.selection is not None else None
+    if stored:
+        return np.asarray(stored, dtype=np.float64)
+    horizon, nt = ckpt.config.window.horizon, len(ckpt.targets)
+    errors, scales = [], []
+    for _, series in panel:  # up to five back-tests of `horizon` rows at the end of each series
+        history = series.values[:, :nt]
+        ends = np.arange(len(history) - horizon, max(1, len(history) - 6 * horizon), -horizon)
+        ends = ends[ends >= 1]
+        if not len(ends):
+            continue
+        f = baselines.forecasts(history, ends, horizon, season, np.zeros_like(ends))[name]
+        errors.append(history[ends[:, None] + np.arange(horizon)] - f)
+        scales.append(np.repeat(baselines.scale(history, season)[None], len(ends), axis=0))
+    if not errors:
+        return np.zeros((horizon, nt, len(levels)))
+    return np.asarray(baselines.residual_spread(0.0, np.concatenate(errors), np.concatenate(scales), levels))
+
+
+def _examples(ids: list[str | None], most: int | None = 3) -> str:
+    """The first `most` ids (all with None), and how many more."""
+    most = len(ids) if most is None else most
+    more = f", … {len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(shown(s, 40) for s in ids[:most]) + more
