@@ -340,13 +340,13 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    spec = _field_at(parts)
+    spec = field_at(parts)
     if spec is not None and spec.metadata.get("path") and isinstance(value, (str, Path)) and not is_url(value):
         value = str((Path.cwd() / Path(value).expanduser()).resolve())
     node[parts[-1]] = value
 
 
-def _field_at(parts: list[str]) -> dataclasses.Field[Any] | None:
+def field_at(parts: list[str]) -> dataclasses.Field[Any] | None:
     """The dataclass field a dotted key names, or None (validation reports unknown keys)."""
     cls: Any = Config
     spec = None

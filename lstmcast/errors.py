@@ -64,8 +64,9 @@ class LockedError(LstmcastError):
 
 
 class Interrupted(LstmcastError):
-    """SIGINT/SIGTERM during training; a resumable state was written."""
+    """SIGINT/SIGTERM stopped the run (training wrote a resumable state); exit 128 + the signal's number."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -217,7 +217,8 @@ def test_quantiles_of_a_checkpoint_without_stored_residuals_come_from_the_histor
     ckpt = dataclasses.replace(checkpoint.load(trained / "run" / "model.pt"), selection=None)
     panel = read_data(ckpt.config.data, trained / "series.csv", freq=ckpt.freq)
     plan = serve.Plan(["naive"] * len(panel))
-    table = serve.baseline_table(ckpt, panel, plan, [0.1, 0.5, 0.9], 1)
+    spec = dataclasses.replace(ckpt.spec(), quantiles=(0.1, 0.5, 0.9))  # as a quantile model would have
+    table = serve.baseline_table(ckpt, spec, panel, plan)
     assert table.shape == (len(panel), 12, 4)  # point, q10, q50, q90
     assert np.isfinite(table).all() and (np.diff(table[..., 1:], axis=-1) >= 0).all()
     assert (table[..., 3] > table[..., 1]).all() and np.allclose(table[..., 0], table[..., 2])

@@ -158,7 +158,7 @@ def test_scaler_is_fitted_on_training_rows_only(project):
 def test_training_windows_come_from_training_rows(tmp_path):
     """A spike in the validation part must not leak into the scaler or training windows."""
     from lstmcast.config import load_config
-    from lstmcast.flows.training import prepare
+    from lstmcast.flows.prepare import prepare
     from lstmcast.report import Reporter
 
     sine_csv(tmp_path / "s.csv", rows=400)

@@ -99,7 +99,9 @@ def test_a_pruned_trials_last_report_is_not_ranked_as_a_score(tiny: Path) -> Non
     from optuna.trial import TrialState, create_trial
 
     from lstmcast.config import load_config
-    from lstmcast.flows.tune import DataFacts, Dim, write_outputs
+    from lstmcast.flows.space import Dim
+    from lstmcast.flows.starter import DataFacts
+    from lstmcast.flows.tune import write_outputs
 
     study = optuna.create_study()
     lr = {"train.lr": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -108,7 +110,7 @@ def test_a_pruned_trials_last_report_is_not_ranked_as_a_score(tiny: Path) -> Non
         create_trial(state=TrialState.PRUNED, value=0.2, params={"train.lr": 0.001}, distributions=lr,
                      intermediate_values={10: 0.2})
     )  # fmt: skip
-    facts = DataFacts(freq="h", season=24, series=1, shortest=400, median=400, train_windows=300)
+    facts = DataFacts(freq="h", season=24, series=1, shortest=400, median=400)
     space = [Dim("train.lr", low=1e-4, high=1e-1, log=True)]
     summary = write_outputs(study, load_config(tiny / "config.yaml"), space, tiny / "w", facts)
     assert summary["best"]["trial"] == 0 and [t["trial"] for t in summary["top"]] == [0]
@@ -186,8 +188,8 @@ def test_init_sizes_the_model_by_the_training_windows() -> None:
     from lstmcast.flows import starter
 
     facts = {"freq": "h", "season": 24, "shortest": 700, "median": 700, "rows": 0, "filled": 0}
-    one = starter.suggest({**facts, "series": 1}, horizon=48)  # ~400 training windows
-    many = starter.suggest({**facts, "series": 414}, horizon=48)  # M4 Hourly's shape: ~160,000 windows
+    one = starter.suggest(starter.DataFacts(**facts, series=1), horizon=48)  # ~400 training windows
+    many = starter.suggest(starter.DataFacts(**facts, series=414), horizon=48)  # M4 Hourly's shape: ~160,000 windows
     assert (one["model"]["hidden_size"], one["train"]["lr"]) == (64, 0.001)
     assert (many["model"]["hidden_size"], many["train"]["lr"]) == (128, 0.005)
     assert one["window"] == many["window"] and one["model"]["patch"] == many["model"]["patch"] == 24

@@ -130,19 +130,10 @@ def load_panel(
         lines = np.arange(first, len(frame) + first, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
     values = numeric_values(frame, value_cols, lines, path, word)
     groups = _groups(frame, series_id, lines, path, word)
-    # Parsed once for the whole file: per series, format inference would cost more than the parsing.
-    stamps = None
-    if timestamp is not None:
-        column = frame[timestamp]
-        already = column.dtype.kind == "M"  # the fast path parsed them chunk by chunk
-        stamps = pd.DatetimeIndex(column) if already else parse_times(column, lines, path, timestamp, word)
+    stamps = _stamps(frame, timestamp, lines, path, word)
     rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed, word)
     if stamps is not None and freq == "auto" and len(groups) > 1:
-        # One grid for all: inferred from the longest series, then checked on every series.
-        longest = max(groups, key=lambda g: len(g[1]))
-        where = f"{path}: series {shown(longest[0])}"
-        found = resolve_freq(stamps[longest[1]].sort_values(), "auto", where, timestamp)
-        rules = replace(rules, freq=found, freq_from=f"the frequency of the longest series, {shown(longest[0])},")
+        rules = _shared_freq(stamps, groups, rules, path, str(timestamp))
     panel: Panel = []
     for sid, rows in groups:
         where = str(path) if sid is None else f"{path}: series {shown(sid)}"
@@ -150,9 +141,29 @@ def load_panel(
         spec = (value_cols, len(target), len(future_features), future_rows)
         panel.append((sid, _series(where, times, values[rows], lines[rows], spec, rules)))
     if len(values) >= 1_000_000:
-        frame = stamps = times = column = None  # the parse's own arrays go first
+        frame = stamps = times = None  # the parse's own arrays go first
         return_freed_memory()
     return panel
+
+
+def _stamps(frame: pd.DataFrame, timestamp: str | None, lines: Lines, path: Source, word: str) -> Any:
+    """Every row's time, parsed once for the whole file: per series, format inference would cost more than parsing."""
+    if timestamp is None:
+        return None
+    column = frame[timestamp]
+    if column.dtype.kind == "M":  # the fast path parsed them chunk by chunk
+        return pd.DatetimeIndex(column)
+    return parse_times(column, lines, path, timestamp, word)
+
+
+def _shared_freq(
+    stamps: pd.DatetimeIndex, groups: list[tuple[Any, Any]], rules: Rules, path: Source, col: str
+) -> Rules:
+    """One grid for all series: inferred from the longest series, then checked on every series."""
+    longest = max(groups, key=lambda g: len(g[1]))
+    where = f"{path}: series {shown(longest[0])}"
+    found = resolve_freq(stamps[longest[1]].sort_values(), "auto", where, col)
+    return replace(rules, freq=found, freq_from=f"the frequency of the longest series, {shown(longest[0])},")
 
 
 def _groups(

@@ -1,1 +1,9 @@
-"""flows"""
+"""What a command runs, end to end: each flow takes plain arguments and returns plain data.
+
+`training` (train; `prepare` is its first step and `validate`), `predict`, `evaluate`,
+`inspect`, `score` (realised accuracy from the archive), `promote` (guarded champion swaps),
+`tune` (the study; `space` its search space), `starter` (init: a config from the data's facts).
+Flows never print: they report through a `Reporter`, and the CLI renders what they return.
+
+May import: base, data, learn, model, forecast.
+"""

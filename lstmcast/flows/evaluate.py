@@ -24,6 +24,7 @@ from lstmcast.learn.device import use_threads
 from lstmcast.learn.split import check_length, origins
 from lstmcast.model import checkpoint
 from lstmcast.model.checkpoint import Checkpoint
+from lstmcast.model.lstm import ModelSpec
 from lstmcast.report import Reporter
 from lstmcast.vocabulary import FORECASTERS
 
@@ -68,9 +69,9 @@ def evaluate_checkpoint(
     with reporter.timed("windows"):
         ds = partition.dataset_for(ckpt, model.spec, panel, reporter)
     if at is None:
-        chosen = _origins(ckpt, ckpt_path, panel, ds, source, start, end, stride, reporter)
+        chosen = _origins(ckpt, model.spec, ckpt_path, panel, ds, source, start, end, stride, reporter)
     else:
-        chosen = _origins_at(ckpt, ckpt_path, panel, ds, at, source)
+        chosen = _origins_at(model.spec, ckpt_path, panel, ds, at, source)
     with reporter.timed("forecast"):
         bt = backtest.run(model, ds, chosen)
     serve.check_finite(bt.forecast, [ds.ids[int(k)] for k in bt.series], source)
@@ -139,7 +140,7 @@ def _row_times(series: Series, rows: np.ndarray) -> np.ndarray:
 
 
 def _origins_at(
-    ckpt: Checkpoint,
+    spec: ModelSpec,
     source: Path,
     panel: Panel,
     ds: Dataset,
@@ -147,7 +148,7 @@ def _origins_at(
     data_path: Path,
 ) -> np.ndarray:
     """The dataset rows whose first forecast times are those of `at`, where this model can forecast them."""
-    spec, chosen = ckpt.spec(), []
+    chosen = []
     for i, (sid, series) in enumerate(panel):
         if sid not in at:
             continue
@@ -170,6 +171,7 @@ def _choice(ckpt: Checkpoint, ds: Dataset, mode: str) -> list[str] | None:
 
 def _origins(
     ckpt: Checkpoint,
+    spec: ModelSpec,
     source: Path,
     panel: Panel,
     ds: Dataset,
@@ -183,7 +185,7 @@ def _origins(
 
     In the test period, a series too short for its own split is skipped (and named), as in training.
     """
-    spec, split = ckpt.spec(), ckpt.config.data.split
+    split = ckpt.config.data.split
     use_test_part = start is None and ckpt.test_start is None
     if use_test_part and split.test == 0:
         raise DataError(f"{source} was trained without a test part — pass --start to choose the origins")

@@ -155,7 +155,7 @@ def _plot_forecast(
         reporter.warning(
             f"--plot draws the first {MAX_PLOTTED_SERIES} of {len(panel)} series; choose others with --series"
         )
-    nt, horizon = len(ckpt.targets), ckpt.config.window.horizon
+    nt, horizon = len(ckpt.targets), len(labels[0])
     panels = []
     for i, (sid, series) in enumerate(panel[: MAX_PLOTTED_SERIES if len(panel) > 1 else 1]):
         recent = slice(max(0, series.rows - 3 * horizon), series.rows)

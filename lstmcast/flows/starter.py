@@ -10,6 +10,7 @@ horizons for short series, shares for long ones), the calendar and epochs by the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,40 +27,80 @@ TARGET_STEPS = 6000  # optimiser steps a starting config trains for (batch 256):
 LARGE_DATA = 100_000
 
 
-def facts_of(path: str, target: list[str], series_id: str | None, timestamp: str | None, query: str | None) -> dict:
-    """Frequency, season, series count and lengths, read as training reads the data."""
+@dataclass(frozen=True)
+class DataFacts:
+    """What a starting config (init) and a default search space (tune) are derived from: the data's shape."""
+
+    freq: str | None
+    season: int
+    series: int
+    shortest: int  # rows of the shortest series
+    median: int  # rows of the median series
+    rows: int = 0  # all series together
+    filled: int = 0  # missing rows gap filling adds
+
+
+def data_facts(d: DataConfig) -> DataFacts:
+    """Frequency, season, series count and lengths of `d`'s data, read as training reads it (the one reader)."""
     import numpy as np
 
     from lstmcast.data.frame import read_data
     from lstmcast.data.sources import source_of
 
-    d = DataConfig(path=path, query=query, series_id=series_id, timestamp=timestamp, target=target)
-    panel = read_data(d, source_of(path, query), freq="auto")
+    if d.path is None:
+        raise ConfigError("data.path is not set — add it to the config")
+    panel = read_data(d, source_of(d.path, d.query), freq=d.freq, start=d.start, end=d.end)
     lengths = np.array([s.rows for _, s in panel])
     freq = panel[0][1].freq
-    return {
-        "freq": freq,
-        "season": calendar.season_length(freq),
-        "series": len(panel),
-        "shortest": int(lengths.min()),
-        "median": int(np.median(lengths)),
-        "rows": int(lengths.sum()),
-        "filled": int(sum(s.filled_rows for _, s in panel)),
-    }
+    return DataFacts(
+        freq=freq,
+        season=calendar.season_length(freq),
+        series=len(panel),
+        shortest=int(lengths.min()),
+        median=int(np.median(lengths)),
+        rows=int(lengths.sum()),
+        filled=int(sum(s.filled_rows for _, s in panel)),
+    )
 
 
-def suggest(facts: dict[str, Any], horizon: int) -> dict[str, dict[str, Any]]:
+def _short(facts: DataFacts, horizon: int) -> bool:
+    """A series so short that a share of it would leave validation less than a horizon."""
+    return facts.median < 20 * horizon
+
+
+def _held(facts: DataFacts, horizon: int) -> int:
+    """Rows of the median series held out for validation and test: a horizon each when short, else 15 % each."""
+    return 2 * horizon if _short(facts, horizon) else int(0.3 * facts.median)
+
+
+def season_unit(facts: DataFacts, horizon: int) -> int:
+    """The step lookbacks and patches are counted in: a season, or half a horizon for data without one."""
+    return facts.season if facts.season > 1 else max(1, horizon // 2)
+
+
+def lookbacks(facts: DataFacts, horizon: int) -> list[int]:
+    """The lookbacks worth trying (the one rule init and tune share): whole seasons (1, 2, 4, 7 and 14 of them;
+    half-horizons without a season) that leave the median series at least as many training windows as they are long."""
+    unit = season_unit(facts, horizon)
+    room = facts.median - _held(facts, horizon) - horizon  # rows before validation in the median series
+    fits = [unit * k for k in (1, 2, 4, 7, 14) if unit * k <= max(unit, room // 2)]
+    return fits or [unit]
+
+
+def training_windows(facts: DataFacts, lookback: int, horizon: int) -> int:
+    """About how many training windows an epoch has (the median series' count, times the series)."""
+    room = facts.median - _held(facts, horizon) - horizon
+    return max(1, facts.series * max(1, room - lookback + 1))
+
+
+def suggest(facts: DataFacts, horizon: int) -> dict[str, dict[str, Any]]:
     """The starting settings (section → key → value) for data with these facts and this horizon."""
-    season, median = max(facts["season"], 1), facts["median"]
-    short = median < 20 * horizon  # a share of a short series would leave validation less than a horizon
+    short = _short(facts, horizon)
     split = {"val": horizon, "test": horizon} if short else {"val": 0.15, "test": 0.15}
-    held = 2 * horizon if short else int(0.3 * median)
-    room = median - held - horizon  # rows before validation in the median series
-    unit = season if season > 1 else max(1, horizon // 2)
-    fits = [unit * k for k in (1, 2, 4, 7) if unit * k <= max(unit, room // 2)]
-    lookback = max(fits) if fits else unit
+    unit = season_unit(facts, horizon)
+    lookback = max(lb for lb in lookbacks(facts, horizon) if lb <= 7 * unit)  # up to a week of hourly data
     patch = unit if unit >= 4 and lookback // unit >= 4 else 1
-    windows = max(1, facts["series"] * max(1, room - lookback + 1))
+    windows = training_windows(facts, lookback, horizon)
     per_epoch = max(1, math.ceil(windows / 256))
     epochs = int(min(100, max(2, round(TARGET_STEPS / per_epoch))))
     large = windows >= LARGE_DATA
@@ -88,13 +129,13 @@ def write(
     out: Path,
 ) -> tuple[Config, dict[str, Any]]:
     """The starting config, validated, written (with comments) to `out`; with the data's facts."""
-    facts = facts_of(path, target, series_id, timestamp, query)
+    facts = data_facts(DataConfig(path=path, query=query, series_id=series_id, timestamp=timestamp, target=target))
     check_horizon(horizon, facts)
     settings = suggest(facts, horizon)
     data: dict[str, Any] = {"path": path, "series_id": series_id, "timestamp": timestamp, "target": target}
     if query:
         data["query"] = query
-    data.update(freq=facts["freq"] or "auto", calendar="auto", split=settings["data"]["split"])
+    data.update(freq=facts.freq or "auto", calendar="auto", split=settings["data"]["split"])
     raw = {**settings, "data": data, "output": {"dir": f"runs/{out.stem}"}}
     cfg = config_from_dict(raw, source=str(out))
     from lstmcast.atomic import write_text
@@ -106,9 +147,9 @@ def write(
 def _commented(raw: dict[str, Any], facts: dict[str, Any], horizon: int) -> str:
     lines = [
         "# Written by lstmcast init from the data itself: a starting point that trains as is.",
-        f"# Found: {facts['series']} series, {facts['rows']} rows, frequency {facts['freq'] or 'none (rows numbered)'}"
-        f", seasonal period {facts['season']}, series length {facts['shortest']} (shortest) / {facts['median']} (median)"
-        + (f", {facts['filled']} missing rows to fill" if facts["filled"] else "")
+        f"# Found: {facts.series} series, {facts.rows} rows, frequency {facts.freq or 'none (rows numbered)'}"
+        f", seasonal period {facts.season}, series length {facts.shortest} (shortest) / {facts.median} (median)"
+        + (f", {facts.filled} missing rows to fill" if facts.filled else "")
         + ".",
         f"# window.lookback: whole seasons that leave the median series training windows; model.patch: one season"
         f" per LSTM step when the lookback holds at least four. Epochs: about {TARGET_STEPS} optimiser steps.",
@@ -127,8 +168,8 @@ def check_out(out: Path, force: bool) -> None:
 
 
 def check_horizon(horizon: int, facts: dict[str, Any]) -> None:
-    if facts["median"] < 4 * horizon:
+    if facts.median < 4 * horizon:
         raise DataError(
-            f"the median series has {facts['median']} rows, too few for horizon {horizon} (it needs at least "
+            f"the median series has {facts.median} rows, too few for horizon {horizon} (it needs at least "
             f"{4 * horizon}: training, validation and test windows) — forecast fewer steps or supply more history"
         )

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import signal
 import threading
@@ -24,23 +22,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lstmcast import lock
 from lstmcast.atomic import check_targets, ensure_dir, write_text
 from lstmcast.config import Config, quantile_levels, to_yaml
 from lstmcast.cores import FairShare
-from lstmcast.data import calendar, frame, sinks, sources
-from lstmcast.data.frame import read_data, report_filled
+from lstmcast.data import calendar, sinks
 from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError, shown
+from lstmcast.flows.prepare import Prepared, check_memory, data_fingerprint, model_dims, prepare
 from lstmcast.forecast import backtest as evaluate
-from lstmcast.learn import distributed, resources
+from lstmcast.learn import distributed
 from lstmcast.learn.dataset import Dataset, assemble, fit_scaler
 from lstmcast.learn.device import device_for, use_threads
-from lstmcast.learn.loop import FitResult, Stopped, Trainer, Validation, loss_function, loss_on
+from lstmcast.learn.loop import FitResult, Stopped, Trainer, Validation, Watch, loss_function, loss_on
 from lstmcast.learn.scaling import Scaler
-from lstmcast.learn.split import Split, check_length, origins
 from lstmcast.learn.windows import StartRuns
 from lstmcast.model import checkpoint
 from lstmcast.model.checkpoint import Checkpoint, RunState
@@ -50,9 +46,7 @@ from lstmcast.model.lstm import (
     Forecaster,
     StackedLSTM,
     build,
-    expected_shapes,
     parameter_count,
-    spec_for,
 )
 from lstmcast.model.selection import Selection
 from lstmcast.model.selection import mean as baselines_mean
@@ -60,23 +54,6 @@ from lstmcast.report import Reporter
 
 TRAIN_OUTPUTS = ("model.pt", "state.pt", "config.yaml", "metrics.json", "history.csv")
 TRAIN_LOSS_SAMPLE = 10_000  # training windows scored after training (evenly spaced): bounded time on any data
-
-
-@dataclass
-class Prepared:
-    panel: frame.Panel
-    splits: list[Split]
-    data_path: sources.Source
-    calendar: list[str]
-    skipped: list[str]
-
-    @property
-    def rows(self) -> int:
-        return sum(series.rows for _, series in self.panel)
-
-    @property
-    def freq(self) -> str | None:
-        return self.panel[0][1].freq
 
 
 @dataclass
@@ -95,45 +72,7 @@ class TrainOptions:
     refit_scaler: bool = False
     wait: float | None = None
     resume_command: str = "lstmcast train CONFIG --resume"  # what to run to continue after a stop
-    monitor: bool = False  # also measure validation MAE at each validation (tune compares trials by it)
-
-
-# ---------------------------------------------------------------------------- shared steps
-
-
-def prepare(cfg: Config, reporter: Reporter) -> Prepared:
-    """Load and validate the config's data; every series kept is long enough for every split."""
-    d, w = cfg.data, cfg.window
-    if d.path is None:
-        raise ConfigError(
-            "data.path is not set — add it to the config or pass --data CSV (or a Parquet file, or a URL)"
-        )
-    if not d.target:
-        raise ConfigError("data.target is not set — name the column (or list of columns) to forecast")
-    data_path = sources.source_of(d.path, d.query)
-    panel = read_data(d, data_path, freq=d.freq, start=d.start, end=d.end)
-    report_filled(panel, reporter, d.missing)
-    kept, splits, skipped = [], [], []
-    for sid, series in panel:
-        where = str(data_path) if len(panel) == 1 else ""
-        try:
-            splits.append(check_length(series.rows, w.lookback, w.horizon, d.split.val, d.split.test, where))
-            kept.append((sid, series))
-        except DataError:
-            if len(panel) == 1:
-                raise
-            skipped.append(str(sid))
-    if not kept:
-        longest = max(series.rows for _, series in panel)
-        check_length(longest, w.lookback, w.horizon, d.split.val, d.split.test, f"{data_path}: the longest series")
-    if skipped:
-        reporter.info(
-            f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split "
-            f"(e.g. {', '.join(shown(s, 40) for s in skipped[:3])}; all are listed in metrics.json)"
-        )
-        reporter.detail(f"series skipped as too short: {', '.join(shown(s, 80) for s in skipped)}")
-    names = calendar.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
-    return Prepared(kept, splits, data_path, names, skipped)
+    watch: Watch | None = None  # who may stop the run (tune's trials); it also gets the validation MAE
 
 
 # ---------------------------------------------------------------------------- train
@@ -194,11 +133,11 @@ class _Run:
             prep = prepare(self.cfg, self.reporter)
         if prep.freq is not None:  # the resolved config records the frequency actually used
             self.cfg = dataclasses.replace(self.cfg, data=dataclasses.replace(self.cfg.data, freq=prep.freq))
-        dims = _dims(self.cfg, prep)
-        _check_memory(self.cfg, prep, dims)
+        dims = model_dims(self.cfg, prep)
+        check_memory(self.cfg, prep, dims)
         if init is not None:
             _check_init_columns(init, self.cfg, Path(self.options.init_from or ""))
-        fingerprint = _fingerprint(prep.panel)
+        fingerprint = data_fingerprint(prep.panel)
         scaler = self._scaler(prep, fingerprint, resumed, init)
         self.state = resumed or RunState(self.cfg.to_dict(), scaler, fingerprint)
         distributed.start(self.world, self.device)
@@ -271,7 +210,7 @@ class _Run:
                 progress=self.reporter,
                 world=self.world,
                 share=self.share,
-                monitor=self.options.monitor,
+                watch=self.options.watch,
             )
         if self.state.trainer is not None and k == len(self.state.members):
             trainer.load_state_dict(self.state.trainer)
@@ -290,7 +229,7 @@ class _Run:
                     f"interrupted by {signal.Signals(stop.signum).name} in epoch {stop.epoch} after step {stop.step}; "
                     f"resumable state written to {self.state_path} — continue with: {self.options.resume_command} "
                     "(same config and data)",
-                    128 + stop.signum,
+                    stop.signum,
                 ) from None
 
     def _save_state(self, trainer: Trainer | None) -> None:
@@ -369,44 +308,6 @@ def _history_row(member: int, point: Validation) -> dict[str, Any]:
     if row["val_mae"] is None:
         del row["val_mae"]
     return row
-
-
-def _dims(cfg: Config, prep: Prepared) -> Dims:
-    """The model's data-decided dimensions: value columns plus a sine/cosine pair per calendar input."""
-    first = prep.panel[0][1]
-    calendar_columns = 2 * len(prep.calendar)
-    return Dims(
-        n_inputs=len(first.columns) + calendar_columns,
-        n_targets=first.n_targets,
-        n_future=len(cfg.data.future_features) + calendar_columns,
-        n_series=len(prep.panel),
-    )
-
-
-def _check_memory(cfg: Config, prep: Prepared, dims: Dims) -> None:
-    """Refuse, before allocating, a run whose model, data or activations cannot fit in memory."""
-    spec = spec_for(cfg, dims)
-    resources.check(
-        resources.training_needs(
-            parameters=sum(math.prod(shape) for shape in expected_shapes(spec).values()),
-            members=cfg.train.ensemble,
-            rows=prep.rows,
-            columns=dims.n_inputs,
-            batch=cfg.train.batch_size,
-            steps=cfg.window.lookback // cfg.model.patch,
-            hidden=cfg.model.hidden_size,
-            layers=cfg.model.num_layers,
-        )
-    )
-
-
-def _fingerprint(panel: frame.Panel) -> str:
-    """A digest of the series' ids and values: --resume must continue on the same data."""
-    digest = hashlib.sha256()
-    for sid, series in panel:
-        digest.update(f"{sid}".encode())
-        digest.update(np.ascontiguousarray(series.values).data)  # the bytes, without copying them
-    return digest.hexdigest()[:16]
 
 
 def _windows(cfg: Config, prep: Prepared, scaler: Scaler, device: torch.device) -> Dataset:
@@ -602,34 +503,3 @@ def _final_line(results: list[FitResult], scores: dict[str, Any]) -> str:
     if scores.get("selection", {}).get("switched") and "selected" in scores:
         line += f"; as served (per-series selection): test MAE {scores['selected']['test_mae']:.4g}"
     return line
-
-
-# ---------------------------------------------------------------------------- validate
-
-
-def validate(cfg: Config, reporter: Reporter) -> dict[str, Any]:
-    """Check the config and data as `train` would, without training; a summary of what it found."""
-    device_for(cfg.train)
-    prep = prepare(cfg, reporter)
-    _check_memory(cfg, prep, _dims(cfg, prep))
-    w = cfg.window
-    windows = {"train": 0, "val": 0, "test": 0}
-    for split in prep.splits:
-        for k, v in origins(split, w.lookback, w.horizon, w.stride).items():
-            windows[k] += len(v)
-    first = prep.panel[0][1]
-    summary: dict[str, Any] = {"data": str(prep.data_path), "rows": prep.rows, "freq": prep.freq or "steps"}
-    if len(prep.panel) > 1:
-        summary["series"] = f"{len(prep.panel)} kept, {len(prep.skipped)} too short"
-    else:
-        summary["period"] = f"{first.label(0)} … {first.label(first.rows - 1)}"
-        sp = prep.splits[0]
-        summary["split rows"] = f"train {sp.train}, validation {sp.val}, test {sp.test}"
-    summary["filled"] = (
-        f"{sum(s.filled_rows for _, s in prep.panel)} rows, {sum(s.filled_cells for _, s in prep.panel)} cells"
-    )
-    summary["calendar"] = ", ".join(prep.calendar) or "none"
-    summary["windows"] = ", ".join(f"{k} {v}" for k, v in windows.items())
-    if prep.skipped:
-        summary["skipped series"] = ", ".join(prep.skipped[:10]) + (" …" if len(prep.skipped) > 10 else "")
-    return summary

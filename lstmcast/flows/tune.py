@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import shutil
 import signal
@@ -26,13 +27,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lstmcast import config
 from lstmcast.config import Config, load_config
-from lstmcast.data import calendar, db
+from lstmcast.data import db
 from lstmcast.errors import ConfigError, Interrupted, LstmcastError, shown
 from lstmcast.extras import require
+from lstmcast.flows import starter
+from lstmcast.flows.space import (
+    MAX_STEPS,
+    Dim,
+    check_space,
+    default_space,
+    lstm_steps,
+    read_space,
+    search_defaults,
+    starting_points,
+    with_values,
+)
+from lstmcast.flows.starter import DataFacts
+from lstmcast.learn.loop import Validation
 from lstmcast.locations import is_url
 from lstmcast.report import Reporter
 
@@ -42,160 +55,8 @@ PACE_MARGIN = 1.25  # … and it is stopped early only if it would overrun by mo
 # A trial may be pruned only in the second half of its own schedule: earlier, a long cosine run at a high learning
 # rate looks worse than a short one ending at the same step (on M4 the pruner cut every 12-epoch trial at epoch 1).
 PRUNE_FROM = 0.5
-MAX_STEPS = 32  # default space: longer LSTM sequences cost minutes per epoch on CPU (the committed configs use 7–14)
 STORAGE_ATTEMPTS = 5  # processes started together race to create the study's tables: the losers retry
 HEARTBEAT = 30  # seconds: a trial whose process died (kill -9) is failed after two missed beats
-
-
-# ---------------------------------------------------------------------------- the search space
-
-
-@dataclass(frozen=True)
-class Dim:
-    """One searched key: a list of choices, or a numeric range (int when both ends are ints)."""
-
-    key: str
-    choices: list[Any] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-
-    def suggest(self, trial: Any) -> Any:
-        if self.choices is not None:
-            return trial.suggest_categorical(self.key, self.choices)
-        assert self.low is not None and self.high is not None
-        if isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float):
-            return trial.suggest_int(self.key, self.low, self.high, step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
-
-    def holds(self, value: Any) -> bool:
-        if self.choices is not None:
-            return value in self.choices
-        assert self.low is not None and self.high is not None
-        return isinstance(value, int | float) and self.low <= value <= self.high
-
-    def nearest(self, value: Any) -> Any:
-        """`value` if the space holds it, else the closest choice (numbers) or the range's nearer end; None if neither."""
-        if self.holds(value):
-            return value
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if self.choices is not None:
-            numbers = [c for c in self.choices if isinstance(c, int | float) and not isinstance(c, bool)]
-            return min(numbers, key=lambda c: abs(c - value)) if numeric and numbers else None
-        if not numeric:
-            return None
-        assert self.low is not None and self.high is not None
-        return type(self.low)(min(max(value, self.low), self.high))
-
-    def to_dict(self) -> Any:
-        if self.choices is not None:
-            return list(self.choices)
-        out: dict[str, Any] = {"low": self.low, "high": self.high}
-        if self.log:
-            out["log"] = True
-        if self.step is not None:
-            out["step"] = self.step
-        return out
-
-
-@dataclass(frozen=True)
-class DataFacts:
-    """What the default space is derived from."""
-
-    freq: str | None
-    season: int
-    series: int
-    shortest: int
-    median: int
-    train_windows: int  # about how many training windows an epoch has at the base lookback
-
-
-def default_space(cfg: Config, facts: DataFacts) -> list[Dim]:
-    """Knobs that matter, ranged by the data: lookbacks of whole seasons that leave the median series
-    training windows, patches dividing them, epochs by the data's size (300 … 8,000 optimiser steps)."""
-    h, season = cfg.window.horizon, max(facts.season, 1)
-    unit = season if season > 1 else max(1, h // 2)
-    room = int(0.6 * facts.median) - 2 * h  # what a lookback may take from the median series
-    lookbacks = sorted(
-        {unit * k for k in (1, 2, 4, 7, 14) if 0 < unit * k <= room} | {unit} if room >= unit else {unit}
-    )
-    lookbacks = lookbacks[-4:]
-    patches = [p for p in sorted({1, unit // 4, unit // 2, unit}) if p >= 1 and all(lb % p == 0 for lb in lookbacks)]
-    patches = [p for p in patches if lookbacks[0] // p <= MAX_STEPS] or patches[-1:]  # some lookback fits
-    per_epoch = max(1, facts.train_windows // cfg.train.batch_size)
-    low_epochs = max(1, math.ceil(300 / per_epoch))
-    high_epochs = max(low_epochs + 1, min(100, math.ceil(8000 / per_epoch)))
-    space = [
-        Dim("train.lr", low=3e-4, high=1e-2, log=True),
-        Dim("train.epochs", low=low_epochs, high=high_epochs),
-        Dim("train.lr_schedule", choices=["constant", "cosine"]),
-        Dim("window.lookback", choices=lookbacks),
-        Dim("model.patch", choices=patches),
-        Dim("model.hidden_size", choices=[32, 64, 128, 256]),
-        Dim("model.num_layers", choices=[1, 2, 3]),
-        Dim("model.dropout", choices=[0.0, 0.1, 0.2, 0.3]),
-        Dim("window.norm", choices=["last", "mean", "none"]),
-        Dim("train.loss", choices=["mae", "mse", "huber"]),
-    ]
-    if cfg.data.timestamp is not None and facts.freq is not None:
-        space.append(Dim("data.calendar", choices=["auto", "none"]))
-    return space
-
-
-def read_space(path: Path) -> list[Dim]:
-    """A space file: `section.key: [choices]` or `section.key: {low, high, log, step}` per line."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--space {path}: cannot read it ({exc.strerror}) — check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"--space {path}:{where} is not valid YAML — fix the file") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"--space {path} must map config keys to choices, e.g. model.hidden_size: [64, 128]")
-    return [_dim(path, str(key), spec) for key, spec in raw.items()]
-
-
-def _dim(path: Path, key: str, spec: Any) -> Dim:
-    parts = key.split(".")
-    if len(parts) != 2 or config._field_at(parts) is None or parts[0] in ("output",):
-        raise ConfigError(
-            f"--space {path}: {shown(key)} is not a config key to search — write section.key, e.g. train.lr"
-        )
-    if isinstance(spec, list) and spec:
-        return Dim(key, choices=spec)
-    if isinstance(spec, dict) and set(spec) <= {"low", "high", "log", "step"} and {"low", "high"} <= set(spec):
-        low, high = spec["low"], spec["high"]
-        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
-        if not numbers or not low < high or (spec.get("log") and low <= 0):
-            raise ConfigError(f"--space {path}: {key} needs numbers low < high (and low > 0 with log: true)")
-        return Dim(key, low=low, high=high, log=bool(spec.get("log")), step=spec.get("step"))
-    raise ConfigError(
-        f"--space {path}: {key} must be a list of choices or {{low: …, high: …[, log: true]}} — got {shown(spec)}"
-    )
-
-
-def check_space(base: Config, space: list[Dim], source: str) -> None:
-    """Every choice (and both ends of every range) gives a valid config on its own (exit 2 otherwise)."""
-    for dim in space:
-        for value in dim.choices if dim.choices is not None else [dim.low, dim.high]:
-            try:
-                with_values(base, {dim.key: value})
-            except ConfigError as exc:
-                if "multiple of model.patch" in str(exc):  # depends on the pair: checked per trial
-                    continue
-                raise ConfigError(f"--space {source}: {dim.key} = {shown(value)}: {exc}") from None
-
-
-def with_values(base: Config, values: dict[str, Any]) -> Config:
-    """The base config with `values` (dotted keys) set, validated."""
-    raw = base.to_dict()
-    for key, value in values.items():
-        section, name = key.split(".")
-        raw[section][name] = value
-    return config.config_from_dict(raw, source="the tuned config")
 
 
 # ---------------------------------------------------------------------------- trials
@@ -214,18 +75,17 @@ class TrialTooLong(Exception):
         self.stopped = stopped
 
 
-class _TrialReporter(Reporter):
-    """A quiet reporter that feeds the pruner every validation and stops a trial at the deadline, at its
-    own limit, or as soon as its pace says it would pass either (projected after PACE_SECONDS of steps)."""
+class TrialWatch:
+    """What stops a trial: the budget's deadline, its own limit, a pace that would pass either (projected after
+    PACE_SECONDS of steps), and the pruner, fed the validation MAE at every validation."""
 
     def __init__(self, trial: Any, deadline: float, limit: float, epochs: int) -> None:
-        super().__init__(quiet=True, interactive=False)
         self.trial, self.deadline, self.epochs = trial, deadline, epochs
         self.trial_deadline = time.monotonic() + limit
         self.first: tuple[float, int] | None = None  # (time, steps) at the first step: setup is not pace
         self.steps = 0  # the trial's optimiser steps in all
 
-    def on_batch(self, epoch: int, done: int, total: int) -> None:
+    def after_step(self, epoch: int, done: int, total: int) -> None:
         now, steps = time.monotonic(), (epoch - 1) * total + done
         self.steps = self.epochs * total
         if now > self.deadline:
@@ -246,7 +106,7 @@ class _TrialReporter(Reporter):
         if end > self.trial_deadline:
             raise TrialTooLong(f"its pace would take {_duration(end - self.trial_deadline)} past the trial limit")
 
-    def on_validation(self, point: Any, epochs: int) -> None:
+    def after_validation(self, point: Validation, epochs: int) -> None:
         if point.val_mae is None:
             return
         self.trial.report(float(point.val_mae), point.step)
@@ -274,7 +134,7 @@ class Search:
         from lstmcast.flows.training import TrainOptions, train
 
         values = {d.key: d.suggest(trial) for d in self.space}
-        steps = _lstm_steps({**self._base_values(), **values})
+        steps = lstm_steps({**search_defaults(self.base), **values})
         if self.max_steps is not None and steps > self.max_steps:
             raise _pruned(trial, f"{steps} LSTM steps (lookback / patch) is more than {self.max_steps}")
         folder = self.out / "trials" / str(trial.number)
@@ -283,9 +143,10 @@ class Search:
             cfg = with_values(self.base, {**values, "output.dir": str(folder)})
         except ConfigError as exc:  # e.g. a lookback that is not a multiple of the patch
             raise _pruned(trial, f"invalid combination: {exc}") from None
-        reporter = _TrialReporter(trial, self.deadline, self.trial_limit, cfg.train.epochs)
+        watch = TrialWatch(trial, self.deadline, self.trial_limit, cfg.train.epochs)
+        reporter = Reporter(quiet=True, interactive=False)
         try:
-            outcome = train(cfg, reporter, TrainOptions(monitor=True))
+            outcome = train(cfg, reporter, TrainOptions(watch=watch))
         except BudgetSpent:
             trial.set_user_attr("stopped", "budget")
             self.stop = True
@@ -294,13 +155,12 @@ class Search:
             trial.set_user_attr("stopped", exc.stopped)
             raise _pruned(trial, str(exc) or f"ran past the trial limit ({_duration(self.trial_limit)})") from None
         except Interrupted as exc:
-            name = str(exc).split(" in epoch")[0]  # "interrupted by SIGTERM"
             shutil.rmtree(folder, ignore_errors=True)  # a trial is never resumed: the study goes on instead
             self.stop = True
             self.interrupted = Interrupted(
-                f"{name} during trial {trial.number}; the study is kept (that trial counts as failed) — "
-                "run the same lstmcast tune again to continue it",
-                exc.exit_code,
+                f"interrupted by {signal.Signals(exc.signum).name} during trial {trial.number}; the study is kept "
+                "(that trial counts as failed) — run the same lstmcast tune again to continue it",
+                exc.signum,
             )
             raise self.interrupted from None
         except LstmcastError as exc:  # this setting cannot train (too long a lookback, divergence): a bad point
@@ -314,9 +174,6 @@ class Search:
         trial.set_user_attr("train_seconds", round(outcome.metrics.get("train_seconds", 0.0), 1))
         trial.set_user_attr("epochs_run", outcome.metrics.get("epochs_run"))
         return float(value)
-
-    def _base_values(self) -> dict[str, Any]:
-        return search_defaults(self.base)
 
     def after_trial(self, study: Any, trial: Any) -> None:
         """Keep the best trial's folder only (disk stays bounded); one line per trial; stop when asked."""
@@ -340,14 +197,6 @@ def _pruned(trial: Any, reason: str) -> Exception:
 
     trial.set_user_attr("pruned", reason[:200])
     return optuna.TrialPruned(reason)
-
-
-def search_defaults(cfg: Config) -> dict[str, Any]:
-    return {k: _value_at(cfg, k) for k in ("window.lookback", "model.patch")}
-
-
-def _lstm_steps(values: dict[str, Any]) -> int:
-    return max(1, int(values["window.lookback"]) // max(1, int(values["model.patch"])))
 
 
 def _best(study: Any) -> Any:
@@ -434,7 +283,7 @@ def _stop_on_term(search: Search) -> Iterator[None]:
     if caught:
         raise Interrupted(
             f"interrupted by {signal.Signals(caught[0]).name}; the study is kept — run the same tune again to continue",
-            128 + caught[0],
+            caught[0],
         )
 
 
@@ -461,7 +310,7 @@ def run(
     base = load_config(config_path, overrides or [])
     if base.data.split.val == 0:
         raise ConfigError(f"{config_path}: data.split.val is 0 — tune scores trials on validation rows; give some")
-    facts = data_facts(base, reporter)
+    facts = starter.data_facts(base.data)
     space = read_space(space_path) if space_path else default_space(base, facts)
     check_space(base, space, str(space_path or "the default space"))
     out.mkdir(parents=True, exist_ok=True)
@@ -505,49 +354,8 @@ def default_trial_limit(budget: float) -> float:
     return min(budget, max(budget / 4, 60.0))
 
 
-def starting_points(base: Config, space: list[Dim], facts: DataFacts, max_steps: int | None) -> list[dict[str, Any]]:
-    """The config's own values and `lstmcast init`'s frequency-aware ones, each moved into the space."""
-    from lstmcast.flows import starter
-
-    suggested = starter.suggest(dataclasses.asdict(facts), base.window.horizon)
-    flat = {f"{section}.{key}": value for section, values in suggested.items() for key, value in values.items()}
-    points = []
-    for values in ({d.key: _value_at(base, d.key) for d in space}, flat):
-        point = {d.key: d.nearest(values[d.key]) for d in space if d.key in values}
-        point = {k: v for k, v in point.items() if v is not None}
-        steps = _lstm_steps({**search_defaults(base), **point})
-        if point and point not in points and (max_steps is None or steps <= max_steps):
-            points.append(point)
-    return points
-
-
 def _finished(study: Any) -> int:
     return sum(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
-
-
-def _value_at(cfg: Config, key: str) -> Any:
-    section, name = key.split(".")
-    return getattr(getattr(cfg, section), name)
-
-
-def data_facts(cfg: Config, reporter: Reporter) -> DataFacts:
-    """Frequency, season, series count and lengths of the config's data (read once, as training reads it)."""
-    import numpy as np
-
-    from lstmcast.data.frame import read_data
-    from lstmcast.data.sources import source_of
-
-    d = cfg.data
-    if d.path is None:
-        raise ConfigError("data.path is not set — add it to the config")
-    panel = read_data(d, source_of(d.path, d.query), freq=d.freq, start=d.start, end=d.end)
-    lengths = np.array([s.rows for _, s in panel])
-    freq = panel[0][1].freq
-    lb, h = cfg.window.lookback, cfg.window.horizon
-    windows = int(np.clip(lengths * 0.7 - lb - h + 1, 0, None).sum())
-    return DataFacts(
-        freq, calendar.season_length(freq), len(panel), int(lengths.min()), int(np.median(lengths)), windows
-    )
 
 
 def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: DataFacts) -> dict[str, Any]:
@@ -582,7 +390,7 @@ def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: 
             for t in sorted(_complete(study), key=lambda t: t.value)[:5]
         ]
         summary["importance"] = _importance(study)
-    write_text(out / "report.json", __import__("json").dumps(summary, indent=2, default=str) + "\n")
+    write_text(out / "report.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

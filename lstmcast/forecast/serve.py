@@ -137,7 +137,7 @@ def served_table(
         for i in np.array(mine)[~np.isfinite(own.reshape(len(mine), -1)).all(axis=1)]:
             plan.move(int(i), fallback, "not_finite")
     if any(name != "model" for name in plan.names):
-        rows = baseline_table(ckpt, panel, plan, list(spec.quantiles), spec.median)
+        rows = baseline_table(ckpt, spec, panel, plan)
         if table is None:
             table = np.full((len(panel), *rows.shape[1:]), np.nan)
         table[[i for i, name in enumerate(plan.names) if name != "model"]] = rows
@@ -160,13 +160,13 @@ def check_finite(forecasts: np.ndarray, ids: list[str | None], source: object) -
         )
 
 
-def baseline_table(ckpt: Checkpoint, panel: frame.Panel, plan: Plan, levels: list[float], median: int) -> np.ndarray:
+def baseline_table(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, plan: Plan) -> np.ndarray:
     """(baseline-served series, horizon, columns) forecasts in original units, columns laid out as the model's."""
-    horizon, nt = ckpt.config.window.horizon, len(ckpt.targets)
+    horizon, nt, levels, median = spec.horizon, spec.n_targets, list(spec.quantiles), spec.median
     season = calendar.season_length(ckpt.freq)
     served = [i for i, name in enumerate(plan.names) if name != "model"]
     names = {plan.names[i] for i in served}
-    spreads = {n: _spread(ckpt, panel, n, levels, season) for n in names} if levels else {}
+    spreads = {n: _spread(ckpt, spec, panel, n, season) for n in names} if levels else {}
     blocks = []
     for i in served:
         series, name = panel[i][1], plan.names[i]
@@ -182,12 +182,12 @@ def baseline_table(ckpt: Checkpoint, panel: frame.Panel, plan: Plan, levels: lis
     return np.stack(blocks)
 
 
-def _spread(ckpt: Checkpoint, panel: frame.Panel, name: str, levels: list[float], season: int) -> np.ndarray:
+def _spread(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, name: str, season: int) -> np.ndarray:
     """(horizon, nt, Q) scaled residual quantiles: stored at training, else measured on this data's history."""
     stored = ckpt.selection.spread.get(name) if ckpt.selection is not None else None
     if stored:
         return np.asarray(stored, dtype=np.float64)
-    horizon, nt = ckpt.config.window.horizon, len(ckpt.targets)
+    horizon, nt, levels = spec.horizon, spec.n_targets, list(spec.quantiles)
     errors, scales = [], []
     for _, series in panel:  # up to five back-tests of `horizon` rows at the end of each series
         history = series.values[:, :nt]

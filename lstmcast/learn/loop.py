@@ -92,13 +92,27 @@ class Validation:
     seconds: float
     best_epoch: int = 0
     best_val: float | None = None
-    val_mae: float | None = None  # with a monitor (tune): validation MAE on the scaled data, whatever the loss
+    val_mae: float | None = None  # with a watch (tune): validation MAE on the scaled data, whatever the loss
 
 
 class Progress(Protocol):
+    """Who shows a run's progress (the Reporter); it only reports."""
+
     def on_batch(self, epoch: int, done: int, total: int) -> None: ...
 
     def on_validation(self, point: Validation, epochs: int) -> None: ...
+
+
+class Watch(Protocol):
+    """Who decides whether a run goes on (tune's budget, trial limit and pruner): it stops the run by raising.
+
+    A watched run also measures the validation MAE on the scaled data at every validation, which
+    compares runs of any loss.
+    """
+
+    def after_step(self, epoch: int, done: int, total: int) -> None: ...
+
+    def after_validation(self, point: Validation, epochs: int) -> None: ...
 
 
 @dataclass
@@ -174,10 +188,10 @@ class Trainer:
         progress: Progress | None = None,
         world: World = SINGLE_PROCESS,
         share: FairShare | None = None,
-        monitor: bool = False,
+        watch: Watch | None = None,
     ) -> None:
         self.model, self.data, self.cfg, self.progress, self.world = model, data, cfg, progress, world
-        self.monitor = monitor  # also measure validation MAE (comparable across losses: tune's pruner reads it)
+        self.watch = watch
         self.share = share  # recounted every few seconds: other jobs starting or ending change the threads
         self.device = train_starts.device
         self.forward = distributed.wrap(model, world, self.device)
@@ -269,6 +283,8 @@ class Trainer:
         self.running, self.seen, self.step = self.running + total, self.seen + int(count), self.step + 1
         if self.progress:
             self.progress.on_batch(self.epoch, self.batch + 1, self.steps_per_epoch)
+        if self.watch:
+            self.watch.after_step(self.epoch, self.batch + 1, self.steps_per_epoch)
         return stop > 0
 
     def learning_rate(self) -> float:
@@ -293,7 +309,7 @@ class Trainer:
             total, count = distributed.all_sum([total, count], self.world, self.device)
             val = total / count
         point = Validation(epoch, self.step, self.running / max(self.seen, 1), val, self.elapsed)
-        if self.monitor and len(self.val_starts):
+        if self.watch is not None and len(self.val_starts):
             with self._autocast():
                 total, count = loss_sum_on(self.model, self.data, mine, F.l1_loss)
             total, count = distributed.all_sum([total, count], self.world, self.device)
@@ -304,6 +320,8 @@ class Trainer:
         self.result.history.append(point)
         if self.progress:
             self.progress.on_validation(point, self.cfg.epochs)
+        if self.watch:
+            self.watch.after_validation(point, self.cfg.epochs)
         self.model.train()
         return distributed.decide(stop, self.world, self.device)
 

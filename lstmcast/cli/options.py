@@ -1,0 +1,175 @@
+"""The command line's shared options and how their values become domain objects (config, source, destination).
+
+Choices come from `vocabulary`, where the domain names them once; nothing here imports torch,
+pandas or numpy, so `--help` stays fast (benchmarks/perf.py figure 2).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lstmcast import vocabulary
+from lstmcast.errors import LstmcastError
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum whose members are `values`: what Typer turns into a checked choice with its list in --help."""
+    return Enum(name, [(v, v) for v in values], type=str)  # type: ignore[return-value]
+
+
+Fallback = choices("Fallback", vocabulary.FALLBACKS)
+Select = choices("Select", vocabulary.SELECTIONS)
+Metric = choices("Metric", vocabulary.METRICS)
+By = choices("By", vocabulary.SCORE_BY)
+
+
+def value(choice: Enum | None) -> str | None:
+    return None if choice is None else str(choice.value)
+
+
+def check_wait(value: float | None) -> float | None:
+    """--wait: a finite number of seconds ≥ 0 (click's FLOAT takes nan, inf and negatives)."""
+    if value is not None:
+        from lstmcast.lock import check_wait as check
+
+        check(value)
+    return value
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+CheckpointArg = Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.0005 (repeatable)."),
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        help="With a database URL as --data: a table name or a SELECT (overrides data.query).",
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the details log files get (e.g. every series skipped).")
+]
+LogOpt = Annotated[Path | None, typer.Option("--log-file", help="Append the log lines (timestamped) to this file too.")]
+ProfileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--profile", help="Print where the run's time went (load, windows, train, write); also LSTMCAST_PROFILE=1."
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary line on stdout at the end (status, outputs, metrics).")
+]
+WaitOpt = Annotated[
+    float | None,
+    typer.Option(
+        callback=check_wait,
+        help="Wait up to this many seconds (finite, ≥ 0) for another run to release the output folder.",
+    ),
+]
+FallbackOpt = Annotated[
+    Fallback | None,
+    typer.Option(
+        help="Forecaster for series the model cannot serve (too short, unseen, non-finite); error refuses "
+        "[default: the checkpoint's predict.fallback].",
+        show_default=False,
+    ),
+]
+SelectOpt = Annotated[
+    Select | None,
+    typer.Option(
+        help="best: serve each series with the forecaster that won on its validation windows; model: the "
+        "model wherever it can [default: the checkpoint's train.select].",
+        show_default=False,
+    ),
+]
+ArchiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Also record the forecast in this archive (database URL, or a SQLite file path) for lstmcast score "
+        "[default: LSTMCAST_ARCHIVE, else the config's archive.url].",
+        show_default=False,
+    ),
+]
+NoArchiveOpt = Annotated[
+    bool, typer.Option("--no-archive", help="Do not record this forecast, whatever the defaults say.")
+]
+
+
+# ---------------------------------------------------------------------------- values → domain objects
+
+
+def load(
+    config: Path, overrides: list[str] | None, data: str | None, out: Path | None = None, query: str | None = None
+) -> Any:
+    """The config with --data, --query, --out and --set applied; an optional extra its data needs checked now."""
+    from lstmcast.atomic import render_path
+    from lstmcast.config import load_config
+
+    _check_query(data, query)
+    # Paths typed on the command line are relative to the working directory.
+    values = {"data.path": data, "data.query": query, "output.dir": render_path(out) if out is not None else None}
+    cfg = load_config(config, overrides or [], {k: v for k, v in values.items() if v is not None})
+    if cfg.data.path is not None:  # an optional extra the data needs: missing now, not after training
+        from lstmcast.data.sources import source_of
+
+        source_of(cfg.data.path, cfg.data.query).require()
+    return cfg
+
+
+def _check_query(data: str | None, query: str | None) -> None:
+    from lstmcast.locations import is_url
+
+    if query is not None and data is not None and not is_url(data):
+        raise LstmcastError(f"--query reads from a database, but --data {data} is a file — drop --query or give a URL")
+
+
+def source(data: str | None, query: str | None) -> Any:
+    """--data (a CSV, a Parquet file or folder, or a database URL) and --query, its extras checked before any work.
+
+    Without --query a database URL reads the table or SELECT the checkpoint was trained from (its data.query).
+    """
+    if data is None:
+        return None
+    from lstmcast.data.sources import source_of
+
+    _check_query(data, query)
+    found = source_of(data, query)
+    found.require(need_query=False)
+    return found
+
+
+def destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
+    """--out as a path (CSV, or Parquet by its suffix) or, for a database URL, the --table to write into."""
+    from lstmcast.extras import require
+    from lstmcast.locations import is_url
+
+    if out is None or not is_url(out):
+        if table is not None:
+            raise LstmcastError(
+                "--table needs --out DATABASE_URL (e.g. --out sqlite:///forecasts.db --table forecasts)"
+            )
+        if out is not None and out.endswith(".parquet"):
+            require("pyarrow", "parquet", "--out *.parquet")
+        return Path(out) if out is not None else None
+    from lstmcast.data.sqlsink import Table
+
+    found = Table(out, table or "forecasts", Path(checkpoint))
+    found.require()
+    return found
+
+
+def require_plot(plot: Path | None) -> None:
+    """--plot needs matplotlib (lstmcast[plot]): missing is one line before any work."""
+    if plot is not None:
+        from lstmcast.forecast.plots import require_matplotlib
+
+        require_matplotlib()
