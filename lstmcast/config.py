@@ -1,7 +1,7 @@
 """The typed configuration: frozen dataclasses built from YAML plus `--set` overrides.
 
 Every knob is declared once with `knob(...)`: default, one-line doc, and its valid range
-or choices. Validation, error messages and the README's config reference all read that
+or choices. Validation, error messages and the config reference (docs/config.md) all read that
 declaration, so they cannot drift apart.
 """
 
@@ -552,7 +552,7 @@ def reference(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str,
 
 
 def reference_markdown() -> str:
-    """The README's config reference table."""
+    """The config reference table (docs/config.md, written by docs/generate.py)."""
     lines = ["| key | type | default | valid | what it does |", "|---|---|---|---|---|"]
     lines += [f"| `{k}` | {t} | `{d}` | {v} | {doc} |" for k, t, d, v, doc in reference()]
     return "\n".join(lines) + "\n"
@@ -579,5 +579,5 @@ def quantile_levels(train: TrainConfig) -> list[float]:
     return list(train.quantiles) or [0.1, 0.5, 0.9]
 
 
-if __name__ == "__main__":  # python -m lstmcast.config: print the README's config reference
+if __name__ == "__main__":  # python -m lstmcast.config: print the config reference
     print(reference_markdown(), end="")

@@ -209,6 +209,7 @@ def test_a_hostile_input_is_one_bounded_line_and_harms_nothing(trained, name, co
     assert _unharmed(before, _digest(trained / "run"))  # model.pt, forecast.csv, metrics … untouched
 
 
+@pytest.mark.slow
 def test_a_fifo_or_device_as_config_or_checkpoint_is_refused_without_waiting(trained, tmp_path, forker):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -438,6 +438,7 @@ def _while_open(pid: int, path: Path, act: Callable[[], None], timeout: float = 
         ("append", "changed while"),
     ],
 )
+@pytest.mark.slow
 def test_a_file_changed_while_read_is_a_user_error(
     how: str, says: str, big_csv: Path, tmp_path: Path, forker: Forker
 ) -> None:

@@ -659,7 +659,11 @@ CASES: list[tuple[str, Callable[[World], Run]]] = [
 ]
 
 
-@pytest.mark.parametrize(("family", "arrange"), CASES, ids=[f"{family}-{case.__name__}" for family, case in CASES])
+@pytest.mark.parametrize(
+    ("family", "arrange"),
+    [pytest.param(f, c, marks=[pytest.mark.slow] if f == "env" else []) for f, c in CASES],  # env: fresh interpreters
+    ids=[f"{family}-{case.__name__}" for family, case in CASES],
+)
 def test_adversarial_case(
     family: str, arrange: Callable[[World], Run], trained: Path, tmp_path: Path, forker: Forker
 ) -> None:

@@ -54,6 +54,7 @@ def test_same_seed_same_data_gives_identical_weights(project):
     assert not all(torch.equal(weights[0][k], other[k]) for k in other)
 
 
+@pytest.mark.slow
 def test_runs_from_root_with_an_empty_environment_and_no_tty(project):
     """As cron runs it: cwd /, only PATH set, stdout/stderr are pipes."""
     result = cli_process("train", project / "config.yaml", cwd="/", env={"PATH": "/usr/bin:/bin"})

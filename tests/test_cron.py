@@ -71,6 +71,7 @@ def test_second_writer_exits_75_and_a_killed_holders_lock_is_not_stale(project):
 # ---------------------------------------------------------------------------- interrupt and resume
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_run_ends_with_identical_weights(project, forker):
     long = ["--set", "train.epochs=24", "--set", "train.patience=0"]
     assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *long).code == 0
@@ -151,6 +152,7 @@ def _kill_loop(forker, folder: Path, kills: int, seed: int) -> dict[str, int]:
     return outcomes
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(project, forker):
     """20 kills while training rewrites state.pt each epoch: model.pt is always the old or the new one.
 
@@ -281,6 +283,7 @@ def test_there_is_a_fixture_for_the_current_format():
     assert (FIXTURES / f"checkpoint_v{checkpoint.FORMAT_VERSION}.pt").exists()
 
 
+@pytest.mark.slow
 def test_cron_like_environment_with_log_file(project, tmp_path):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     log = tmp_path / "cron.log"
@@ -298,6 +301,7 @@ def test_cron_like_environment_with_log_file(project, tmp_path):
     assert "trained 2 epochs" in log.read_text()
 
 
+@pytest.mark.slow
 def test_an_interrupted_ensemble_resumes_member_by_member(project, forker):
     args = ["--set", "train.ensemble=2", "--set", "train.epochs=16", "--set", "train.patience=0"]
     assert cli("train", project / "config.yaml", "--out", project / "straight", "--quiet", *args).code == 0

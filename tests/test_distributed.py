@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from lstmcast import lock
@@ -15,6 +16,8 @@ from tests.conftest import ROOT, cli
 from tests.ddp_worker import BATCH, toy_problem
 
 WORKER = ROOT / "tests" / "ddp_worker.py"
+
+pytestmark = pytest.mark.slow  # every test starts several processes (torchrun's launcher)
 
 
 def torchrun(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

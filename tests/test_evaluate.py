@@ -112,6 +112,7 @@ def test_evaluate_window_and_stride(project):
     assert_user_error(cli("evaluate", model, "--data", data, "--start", "2031-01-01"), "no forecast origins")
 
 
+@pytest.mark.slow
 def test_plots_are_valid_png_files(project):
     pytest.importorskip("matplotlib")
     assert cli("train", project / "config.yaml", "--quiet", "--set", "train.loss=quantile").code == 0

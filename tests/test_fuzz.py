@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,7 @@ cells = st.one_of(
 rows = st.lists(st.tuples(cells, cells), min_size=0, max_size=30)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(header=st.sampled_from(["t,y", "y,t", "t;y", "t,y,y", "", "t"]), body=rows, regular=st.booleans())
 def test_random_csv_text_is_a_user_error_or_works(header, body, regular):
@@ -74,6 +76,7 @@ keys = st.sampled_from(
 sections = st.sampled_from(["data", "window", "model", "train", "output", "bogus"])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(config=st.dictionaries(sections, st.one_of(st.dictionaries(keys, values, max_size=3), values), max_size=4))
 def test_random_configs_are_a_user_error_or_work(config):

@@ -266,6 +266,7 @@ print(n)
 """
 
 
+@pytest.mark.slow
 def test_predict_never_reads_a_half_replaced_champion(job: Path, tmp_path: Path) -> None:
     serving, good, poor = tmp_path / "serving", job / "good" / "model.pt", job / "poor" / "model.pt"
     assert cli("promote", good, "--to", serving, "--quiet").code == 0

@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from lstmcast.learn.optim import AdamW
@@ -61,6 +62,7 @@ def test_resumes_from_its_own_state():
     assert all(torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
 
 
+@pytest.mark.slow
 def test_training_does_not_import_torch_compiler_stack():
     """torch.optim would import torch._dynamo (~70 MB, ~1.3 s) in every nightly training process."""
     code = (

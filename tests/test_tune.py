@@ -37,6 +37,7 @@ def trials_of(storage: Path) -> list:
     return optuna.load_study(study_name="lstmcast", storage=f"sqlite:///{storage}").trials
 
 
+@pytest.mark.slow
 def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
     args = ("tune", tiny / "config.yaml", "--budget", "10m", "--space", tiny / "space.yaml", "--out", tiny / "t")
     done = cli(*args, "--trials", "3", "--json", "--quiet")
@@ -60,6 +61,7 @@ def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
     assert len(trials_of(tiny / "t" / "study.db")) == 5
 
 
+@pytest.mark.slow
 def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
     (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
     # no early stopping: 4,000 epochs cannot end within the budget on any machine
@@ -157,6 +159,7 @@ def tune_process(tiny: Path, out: str, *extra: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_study_and_sigterm_stops_cleanly(tiny: Path) -> None:
     shared = ("--storage", str(tiny / "shared.db"), "--trials", "4")
     first, second = tune_process(tiny, "a", *shared), tune_process(tiny, "b", *shared)

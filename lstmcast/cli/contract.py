@@ -1,6 +1,6 @@
 """The process contract every command keeps: exit codes, the standard streams, warnings, JSON error lines.
 
-Whatever goes wrong ends in one `error: …` line on stderr and a documented exit code (README,
+Whatever goes wrong ends in one `error: …` line on stderr and a documented exit code (docs/errors.md,
 "Exit codes"): a bad command line (click's usage text is kept for people, and `--json` still gets
 its JSON line), a library warning (one `warning: …` line through the Reporter), a closed stderr (the
 run goes on) or a stdout whose reader went away after the work was done (exit 0, quietly).

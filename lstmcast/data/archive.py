@@ -5,7 +5,7 @@ score` reads it back. Any SQLAlchemy URL works; a plain path is a SQLite file. T
 versioned in `lstmcast_archive`; an archive of an older version is migrated (MIGRATIONS) in one
 transaction when it is next opened, and one written by a newer lstmcast is refused untouched.
 
-Schema version 1 (README, "Running a forecasting job"):
+Schema version 1 (docs/job.md):
 
     lstmcast_archive    key text PRIMARY KEY, value text            schema_version, created_at
     lstmcast_models     model_id text PRIMARY KEY                   one row per checkpoint that issued forecasts:

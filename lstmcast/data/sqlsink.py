@@ -1,7 +1,7 @@
 """Forecasts into a database table: one transaction per run, idempotent by key.
 
 `predict --out URL --table NAME` writes here. The table is created when missing with the schema
-below (README, "Data sources"); an existing table must have every column a run writes. A run's
+below (docs/data.md, "Data sources"); an existing table must have every column a run writes. A run's
 rows are keyed by (series, origin, target_time, model_id): in ONE transaction the rows of the
 same series, origin and model are deleted and this run's rows inserted, so a cron job that runs
 twice leaves one copy, and a failure anywhere (a constraint, a lost connection) rolls back to

@@ -155,7 +155,7 @@ def _commented(raw: dict[str, Any], facts: dict[str, Any], horizon: int) -> str:
         f" per LSTM step when the lookback holds at least four. Epochs: about {TARGET_STEPS} optimiser steps.",
         f"# model and lr: 2 x 128 at lr 0.005 from {LARGE_DATA:,} training windows on, 2 x 64 at lr 0.001 below.",
         "# Better settings for this data: lstmcast tune THIS_FILE --budget 30m (validation rows only).",
-        "# Every key and its default: README, 'Config reference'. Paths are relative to this file's folder.",
+        "# Every key and its default: docs/config.md. Paths are relative to this file's folder.",
     ]
     return "\n".join(lines) + "\n" + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
 

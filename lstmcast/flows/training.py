@@ -1,9 +1,9 @@
-"""Training as named steps, in the order the data flows (README, "How it works"):
+"""Training as named steps, in the order the data flows (docs/architecture.md):
 
     prepare (load, validate, split) → fingerprint → scaler → windows → model → fit members
     → score → write outputs
 
-`inference.py` holds the commands that use a checkpoint (predict, evaluate, inspect). The CLI
+`predict`, `evaluate` and `inspect` (beside this module) use a checkpoint. The CLI
 calls these functions; each returns plain data describing what it wrote.
 """
 
