@@ -12,6 +12,8 @@ neither torch, pandas nor numpy. Nothing imports the CLI.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Annotated, Any
 
@@ -19,7 +21,6 @@ import typer
 
 from lstmcast import __version__
 from lstmcast.cli import contract, forecasting, job, search, training
-from lstmcast.cli.contract import leave_now
 from lstmcast.errors import EXIT_SIGINT
 from lstmcast.learn import distributed
 
@@ -70,7 +71,7 @@ def main_options(
 
 
 def main() -> None:
-    contract.keep_standard_streams()
+    keep_standard_streams()
     try:
         app()
     except KeyboardInterrupt:
@@ -82,3 +83,38 @@ def main() -> None:
     if distributed.from_env().distributed:
         leave_now(code)
     sys.exit(code)
+
+
+def keep_standard_streams() -> None:
+    """Give closed descriptors 0–2 to /dev/null (as `2>&-` leaves them, or some schedulers).
+
+    Otherwise the next file lstmcast opens would become "stderr", and a library's C-level warning
+    would be written into a checkpoint or a lock file; and Python, which sets sys.stderr to None
+    then, gets a stream that drops what is written to it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def leave_now(code: Any) -> None:
+    """Exit a torchrun worker without interpreter teardown.
+
+    Every file is written and closed by now, but gloo's background threads can make the
+    teardown abort (SIGABRT, "terminate called without an active exception"; how often is in
+    benchmarks/RESULTS.md, "Measurements behind design choices"), which would turn a finished
+    run into a failed job. `os._exit` skips that teardown.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
