@@ -183,7 +183,8 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 
 def _check_folder(path: Path) -> None:
     """A data set goes into a folder of its own: anything else at `path` (a file, a link, a device), or a folder
-    holding anything but a finished data set of parts, is refused untouched (it would be replaced whole)."""
+    holding anything but a finished data set (Parquet files and _SUCCESS), is refused untouched (it would be
+    replaced whole)."""
     if not os.path.lexists(path):
         return
     if path.is_symlink() or not path.is_dir():
@@ -192,7 +193,7 @@ def _check_folder(path: Path) -> None:
             f"{path} is {kind}, not a folder — a forecast data set is written into a folder; choose another path"
         )
     names = sorted(p.name for p in path.iterdir())
-    foreign = [n for n in names if n != DONE and not (n.startswith("part-") and n.endswith(".parquet"))]
+    foreign = [n for n in names if n != DONE and not n.endswith(".parquet")]
     if foreign or (names and DONE not in names):
         what = f"it holds {foreign[0]}" if foreign else f"it has no {DONE}"
         raise OutputError(

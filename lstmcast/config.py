@@ -20,7 +20,7 @@ from typing import Any
 
 from lstmcast.errors import ConfigError, shown
 from lstmcast.locations import is_url
-from lstmcast.vocabulary import FALLBACKS, SELECTIONS
+from lstmcast.vocabulary import ENGINES, FALLBACKS, SELECTIONS
 
 
 def knob(
@@ -212,6 +212,15 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    kind: str = knob("local", "where predict runs: local (this process) or ray (a Ray cluster)", choices=ENGINES)
+    address: str | None = knob(None, "the Ray cluster to join (host:6379, ray://host:10001); null: a local Ray")
+    workers: int = knob(0, "Ray workers, each holding the model; 0 = one per CPU of the cluster", lo=0, hi=10**6)
+    cpus_per_worker: float = knob(1.0, "CPUs each Ray worker reserves", lo=0.0, lo_open=True, hi=1024.0)
+    batch_rows: int = knob(2_000_000, "rows predict reads at a time (whole series): bounds memory", lo=1000, hi=10**10)
+
+
+@dataclass(frozen=True)
 class ArchiveConfig:
     url: str | None = knob(
         None,
@@ -233,6 +242,7 @@ class Config:
     model: ModelConfig = section(ModelConfig, "the stacked LSTM")
     train: TrainConfig = section(TrainConfig, "the optimisation")
     predict: PredictConfig = section(PredictConfig, "how predict serves every series")
+    engine: EngineConfig = section(EngineConfig, "where predict runs: this process or a Ray cluster")
     archive: ArchiveConfig = section(ArchiveConfig, "the forecast archive (lstmcast score)")
     output: OutputConfig = section(OutputConfig, "where results are written")
 
@@ -260,7 +270,7 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, archive, output)"
+            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, engine, archive, output)"
         )
     _resolve_paths(raw, Config, path.resolve().parent)
     for item in overrides:

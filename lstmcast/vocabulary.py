@@ -14,3 +14,4 @@ FALLBACKS = ("auto", *BASELINES, "error")  # predict.fallback, predict --fallbac
 SELECTIONS = ("model", "best")  # train.select, predict/evaluate --select
 METRICS = ("mae", "rmse", "smape", "mase")  # forecast.metrics.METRICS, in report order; promote --metric
 SCORE_BY = ("series", "step", "origin", "week")  # score --by
+ENGINES = ("local", "ray")  # engine.kind, predict --engine

@@ -66,7 +66,7 @@ def test_runs_from_root_with_an_empty_environment_and_no_tty(project):
 
 
 def test_help_and_version_do_not_import_torch_or_pandas():
-    heavy = ("torch", "pandas", "numpy", "pyarrow", "sqlalchemy", "psycopg", "optuna")  # the optional extras neither
+    heavy = ("torch", "pandas", "numpy", "pyarrow", "sqlalchemy", "psycopg", "optuna", "ray")  # nor the extras
     code = (
         "import sys; from lstmcast.cli import app\n"
         "for args in (['--help'], ['--version'], ['train', '--help'], ['predict', '--help'], ['score', '--help'],\n"

@@ -5,7 +5,7 @@ Owns the `lstmcast` Typer app and its commands, each a short function over one s
 `forecasting` (predict, evaluate, inspect), `job` (score, promote), `search` (tune, init);
 `options` maps arguments to domain objects, `contract` keeps the process contract.
 
-May import: base, data, learn, model, forecast, flows — at start-up only the base modules and
+May import: base, data, learn, model, forecast, flows, engines — at start-up only the base modules and
 `learn.distributed` (which imports no torch), the rest inside a command, so `--help` imports
 neither torch, pandas nor numpy. Nothing imports the CLI.
 """

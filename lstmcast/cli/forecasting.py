@@ -10,8 +10,11 @@ import typer
 from lstmcast.cli import contract, render
 from lstmcast.cli.contract import Output
 from lstmcast.cli.options import (
+    AddressOpt,
     ArchiveOpt,
     CheckpointArg,
+    CpusOpt,
+    EngineOpt,
     FallbackOpt,
     JsonOpt,
     LogOpt,
@@ -19,14 +22,17 @@ from lstmcast.cli.options import (
     ProfileOpt,
     QueryOpt,
     QuietOpt,
+    RegroupOpt,
     Select,
     SelectOpt,
     VerboseOpt,
+    WorkersOpt,
     destination,
     require_plot,
     source,
     value,
 )
+from lstmcast.errors import LstmcastError
 
 # predict's own options
 PredictData = Annotated[
@@ -99,6 +105,11 @@ def predict(
     select: SelectOpt = None,
     archive: ArchiveOpt = None,
     no_archive: NoArchiveOpt = False,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = None,
+    regroup: RegroupOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
@@ -108,15 +119,11 @@ def predict(
     """Forecast window.horizon steps past the last row of --data (every series); write them as CSV, Parquet or rows."""
     found, target = source(data, query), destination(out, table, checkpoint)
     require_plot(plot)
+    common = {"fallback": value(fallback), "select": value(select), "archive_flag": archive, "no_archive": no_archive}
+    ray = {"engine": value(engine), "address": address, "workers": workers, "cpus": cpus_per_worker, "regroup": regroup}
 
     def work(reporter: Any) -> Any:
-        with reporter.timed("import"):
-            from lstmcast.flows.predict import predict as run
-
-        outcome = run(
-            checkpoint, found, target, reporter, series, plot, fallback=value(fallback), select=value(select),
-            archive_flag=archive, no_archive=no_archive,
-        )  # fmt: skip
+        outcome = _forecast(checkpoint, found, target, reporter, series, plot, common, ray)
         reporter.record(render.forecast_line(outcome))
         return outcome
 
@@ -131,6 +138,37 @@ def predict(
             "first": outcome.first,
             **outcome.served,
         },
+    )
+
+
+def _forecast(
+    checkpoint: Path, found: Any, target: Any, reporter: Any, series: Any, plot: Any, common: dict[str, Any],
+    ray: dict[str, Any],
+) -> Any:  # fmt: skip
+    """predict in this process, or on a Ray cluster: the flags, else the checkpoint's engine section."""
+    with reporter.timed("import"):
+        from lstmcast.model import checkpoint as checkpoints
+
+    cfg = checkpoints.load(checkpoint).config.engine
+    if (ray["engine"] or cfg.kind) != "ray":
+        from lstmcast.flows.predict import predict as run
+
+        return run(checkpoint, found, target, reporter, series, plot, batch_rows=cfg.batch_rows, **common)
+    from lstmcast.engines.ray import Cluster
+    from lstmcast.engines.ray import predict as run_ray
+
+    if series or plot is not None:
+        raise LstmcastError("--series and --plot work in one process: drop --engine ray (or them)")
+    cluster = Cluster(ray["address"] or cfg.address, ray["workers"] or cfg.workers, ray["cpus"] or cfg.cpus_per_worker)
+    return run_ray(
+        checkpoint,
+        found,
+        target,
+        reporter,
+        cluster=cluster,
+        regroup=ray["regroup"],
+        batch_rows=cfg.batch_rows,
+        **common,
     )
 
 

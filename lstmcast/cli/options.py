@@ -25,6 +25,7 @@ Fallback = choices("Fallback", vocabulary.FALLBACKS)
 Select = choices("Select", vocabulary.SELECTIONS)
 Metric = choices("Metric", vocabulary.METRICS)
 By = choices("By", vocabulary.SCORE_BY)
+Engine = choices("Engine", vocabulary.ENGINES)
 
 
 def value(choice: Enum | None) -> str | None:
@@ -97,6 +98,46 @@ ArchiveOpt = Annotated[
         help="Also record the forecast in this archive (database URL, or a SQLite file path) for lstmcast score "
         "[default: LSTMCAST_ARCHIVE, else the config's archive.url].",
         show_default=False,
+    ),
+]
+EngineOpt = Annotated[
+    Engine | None,
+    typer.Option(
+        help="local: this process (a Parquet data set streams a batch of series at a time); ray: a Ray cluster "
+        "(lstmcast[ray]; --out must be a folder DIR/) [default: the checkpoint's engine.kind].",
+        show_default=False,
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --engine ray: the cluster to join (host:6379, ray://host:10001) [default: engine.address, else a "
+        "local Ray, or RAY_ADDRESS].",
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="With --engine ray: worker actors, each holding the model [default: engine.workers].",
+        show_default=False,
+    ),
+]
+CpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--cpus-per-worker",
+        min=0.01,
+        help="With --engine ray: CPUs each worker reserves [default: engine.cpus_per_worker].",
+        show_default=False,
+    ),
+]
+RegroupOpt = Annotated[
+    bool,
+    typer.Option(
+        "--regroup",
+        help="With --engine ray: gather each series' rows first (a shuffle), for a data set whose series span files.",
     ),
 ]
 NoArchiveOpt = Annotated[

@@ -49,21 +49,6 @@ def forecast_frame(
     return pd.DataFrame(data)
 
 
-def write_forecast(
-    path: str | Path | Any,
-    labels: Labels,
-    columns: list[str],
-    values: np.ndarray,
-    label_name: str,
-    ids: list[str | None],
-    series_col: str | None,
-    forecasters: list[str],
-) -> None:
-    """Write a forecast (`forecast_frame`) to a CSV, a Parquet file (by its suffix) or a `sqlsink.Table`."""
-    frame = forecast_frame(labels, columns, values, label_name, ids, series_col, forecasters)
-    write_output(path, frame, label_name, series_col)
-
-
 def output_of(text: str) -> Path | OutputFolder:
     """An --out path: one ending with '/' names a folder (a Parquet data set), anything else a file."""
     return OutputFolder(Path(text)) if text.endswith(("/", os.sep)) else Path(text)

@@ -271,6 +271,15 @@ def _check_columns(label: object, names: list[str], wanted: list[str]) -> None:
 # ---------------------------------------------------------------------------- Parquet
 
 
+def parquet_files(source: Source) -> list[Path]:
+    """The Parquet files of a source: the file itself, or those of the folder in name order (at least one)."""
+    path = Path(source.location)
+    files = _parquet_files_in(path) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"data folder {path} holds no Parquet files (*.parquet) — give the file or folder holding them")
+    return files
+
+
 def _parquet_files_in(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if p.name.endswith((".parquet", ".pq")) and p.is_file())
@@ -311,10 +320,7 @@ def _parquet_chunks(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(source.location)
-    files = _parquet_files_in(path) if path.is_dir() else [path]
-    if not files:
-        raise DataError(f"data folder {path} holds no Parquet files (*.parquet) — give the file or folder holding them")
+    files = parquet_files(source)
     schema = None
     for file in files:
         f, stat = open_regular(file)

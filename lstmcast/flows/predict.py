@@ -117,7 +117,7 @@ def predict(
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
         predictor = Predictor.load(ckpt_path, fallback, select)
-        store = _archive_for(predictor.ckpt, archive_flag, no_archive)
+        store = archive_target(predictor.ckpt, archive_flag, no_archive)
     use_threads(predictor.ckpt.config.train)
     run = _Run(predictor, source, only, keep_tables=store is not None)
     batches = run.batches(batch_rows)
@@ -163,7 +163,7 @@ def _report(run: _Run, merged: Forecast, reporter: Reporter) -> None:
     partition.describe(merged, reporter, run.series)
 
 
-def _archive_for(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archive | None:
+def archive_target(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archive | None:
     """The archive this run records into, checked before any work; only data with timestamps can be archived."""
     store = archive.resolve(flag, off=off, configured=ckpt.config.archive.url)
     if store is not None and ckpt.freq is None:
@@ -204,6 +204,28 @@ def _archive_run(store: archive.Archive, predictor: Predictor, made: Forecast, o
         return store.record(run)
     except OutputError as exc:
         raise OutputError(f"the forecast was written to {out}, but {exc}") from None
+
+
+def archive_frame(store: archive.Archive, predictor: Predictor, frame: Any, out: Any) -> int:
+    """Archive a forecast read back as rows (what an engine wrote): `horizon` rows a series, in time order."""
+    import pandas as pd
+
+    d, horizon = predictor.ckpt.config.data, predictor.spec.horizon
+    label = d.timestamp or "step"
+    key = d.series_id if d.series_id in frame.columns else None
+    frame = frame.sort_values([key, label] if key else [label], kind="stable")
+    series = len(frame) // horizon
+    times = pd.DatetimeIndex(frame[label])
+    utc = (times.tz_convert("UTC").tz_localize(None) if times.tz is not None else times).as_unit("ns").asi8
+    columns = partition.columns(predictor.ckpt)
+    made = Forecast(
+        ids=frame[key].astype(str).to_numpy()[::horizon].tolist() if key else [None],
+        labels=calendar.Labels(utc.reshape(series, horizon), "ns"),
+        columns=columns,
+        table=frame[columns].to_numpy(dtype=np.float64).reshape(series, horizon, len(columns)),
+        plan=serve.Plan(frame["forecaster"].astype(str).to_numpy()[::horizon].tolist()),
+    )
+    return _archive_run(store, predictor, made, out)
 
 
 def _plot_forecast(path: Path, ckpt: Checkpoint, panel: Panel, made: Forecast, reporter: Reporter) -> None:

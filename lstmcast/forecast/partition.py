@@ -13,6 +13,7 @@ Everything works on arrays across series: the cost is in rows, not in the number
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 from lstmcast.config import quantile_levels
 from lstmcast.data import calendar, sinks
 from lstmcast.data.calendar import Labels
-from lstmcast.data.frame import layout, panel_of, read_data, report_filled
+from lstmcast.data.frame import layout, panel_of, read_batches, read_data, report_filled
 from lstmcast.data.panel import Panel
 from lstmcast.data.sources import Source, source_of
 from lstmcast.errors import DataError, shown
@@ -38,6 +39,10 @@ from lstmcast.model.lstm import Forecaster, ModelSpec
 from lstmcast.report import Reporter
 
 FORWARD_BATCH = 64 * EVAL_BATCH  # series whose last windows go through the model at once
+# The CPU's matrix kernels round a row differently by where it falls in a block of rows (and a lone row takes a
+# matrix-vector path): every forward call gets whole blocks of ALIGN rows (the last padded by repeating rows), so a
+# series' forecast is the same, bit for bit, whatever batch, partition, worker or thread count computes it.
+ALIGN = 64
 
 
 @dataclass
@@ -84,6 +89,11 @@ class Predictor:
         future = self.spec.horizon if d.future_features else 0
         freq = self.ckpt.freq or "auto"
         return {"future_rows": future, "freq": freq, "freq_from": "the model's frequency", "last_observed": True}
+
+    def batches(self, source: Source, batch_rows: int) -> Iterator[tuple[Panel, Forecast]]:
+        """Each batch of whole series of `source` (read as in training), and its forecast."""
+        for panel in read_batches(self.ckpt.config.data, source, batch_rows, **self.rules()):
+            yield panel, self.forecast(panel, None, source)
 
     def forecast(self, panel: Panel, reporter: Reporter | None = None, source: Any = "the data") -> Forecast:
         return forecast(
@@ -255,9 +265,11 @@ def _model_table(ckpt: Checkpoint, model: Forecaster, panel: Panel, ds: Dataset,
     parts = []
     with torch.no_grad():
         for begin in range(0, len(x), FORWARD_BATCH):
-            chunk = slice(begin, begin + FORWARD_BATCH)
-            codes = None if series_codes is None else series_codes[chunk]
-            parts.append(model(x[chunk], None if future is None else future[chunk], codes).numpy())
+            rows = np.arange(begin, min(begin + FORWARD_BATCH, len(x)))
+            padded = torch.as_tensor(np.resize(rows, -(-len(rows) // ALIGN) * ALIGN))
+            codes = None if series_codes is None else series_codes[padded]
+            out = model(x[padded], None if future is None else future[padded], codes)
+            parts.append(out[: len(rows)].numpy())
     raw = np.concatenate(parts)  # (S, horizon, nt[, Q])
     nt, series_index = spec.n_targets, np.arange(len(panel))
     if not spec.quantiles:
