@@ -92,7 +92,7 @@ def _without_password(uri: str) -> str:
 def track_sets(uri: str | None, required: bool) -> list[str]:
     """--track and --track-required as the `--set` overrides of the keys they stand for (the resolved config keeps
     them: a retrain from config.yaml, best.yaml or --resume logs to the same store)."""
-    sets = [f"track.uri={json.dumps(uri)}"] if uri is not None else []
+    sets = [] if uri is None else [f"track.uri={json.dumps(uri)}" if uri.strip() else "track.uri=null"]  # '': off
     return sets + (["track.required=true"] if required else [])
 
 
@@ -139,10 +139,13 @@ class Tracking:
 
     def client(self) -> Any:
         if self._client is None:
-            from mlflow import MlflowClient
+            import mlflow
 
             registry = os.environ.get("MLFLOW_REGISTRY_URI") or self.target.uri
-            self._client = MlflowClient(tracking_uri=self.target.uri, registry_uri=registry)
+            # also the process's default: MLflow's file registry reads model versions through a default client,
+            # which would otherwise make ./mlflow.db in the working directory
+            mlflow.set_tracking_uri(self.target.uri)
+            self._client = mlflow.MlflowClient(tracking_uri=self.target.uri, registry_uri=registry)
         return self._client
 
     def experiment(self, client: Any) -> str:
@@ -152,7 +155,7 @@ class Tracking:
             found = client.get_experiment_by_name(name)
             if found is None:
                 try:
-                    self._experiment = client.create_experiment(name)
+                    self._experiment = client.create_experiment(name, artifact_location=self.artifacts())
                 except Exception:  # another process made it a moment ago
                     found = client.get_experiment_by_name(name)
                     if found is None:
@@ -161,6 +164,15 @@ class Tracking:
                 self._experiment = found.experiment_id
         assert self._experiment is not None
         return self._experiment
+
+    def artifacts(self) -> str | None:
+        """Where a new experiment keeps its files: beside a SQLite store, in `mlartifacts/` (MLflow's default for
+        a database store is ./mlruns in whatever folder the command runs from; cron's is `/`). Elsewhere, the
+        store's own default (inside a file store; the server's choice)."""
+        uri = self.target.uri
+        if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
+            return None
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
 
     def run(self, name: str, command: str, **tags: str) -> Run:
         return Run(self, name, tags={"lstmcast.command": command, "lstmcast.version": __version__, **tags})
