@@ -236,6 +236,20 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    uri: str | None = knob(
+        None,
+        "MLflow tracking URI that train, tune and evaluate log to and promote records its decisions in (file:///…, "
+        "sqlite:///…, http://…; a plain path is a file store relative to this config file's folder); null logs "
+        "nothing; --track overrides; needs lstmcast[mlflow] (docs/tracking.md)",
+        path=True,
+    )
+    experiment: str = knob("lstmcast", "MLflow experiment the runs go into")
+    model: str | None = knob(None, "registered model promote sets the champion alias in; null: the --to folder's name")
+    required: bool = knob(False, "a tracking store that fails is an error (exit 2), not one warning (--track-required)")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = section(DataConfig, "where the series comes from and how it is cleaned and split")
     window: WindowConfig = section(WindowConfig, "how the series is cut into training examples")
@@ -245,6 +259,7 @@ class Config:
     engine: EngineConfig = section(EngineConfig, "where predict runs: this process or a Ray cluster")
     archive: ArchiveConfig = section(ArchiveConfig, "the forecast archive (lstmcast score)")
     output: OutputConfig = section(OutputConfig, "where results are written")
+    track: TrackConfig = section(TrackConfig, "MLflow experiment tracking (nothing is logged unless track.uri is set)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -270,7 +285,7 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of sections (data, window, model, train, predict, engine, archive, output)"
+            f"{path}: the top level must be a mapping of sections ({', '.join(f.name for f in dataclasses.fields(Config))})"
         )
     _resolve_paths(raw, Config, path.resolve().parent)
     for item in overrides:

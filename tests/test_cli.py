@@ -66,11 +66,12 @@ def test_runs_from_root_with_an_empty_environment_and_no_tty(project):
 
 
 def test_help_and_version_do_not_import_torch_or_pandas():
-    heavy = ("torch", "pandas", "numpy", "pyarrow", "sqlalchemy", "psycopg", "optuna", "ray")  # nor the extras
+    # nor the optional extras
+    heavy = ("torch", "pandas", "numpy", "pyarrow", "sqlalchemy", "psycopg", "optuna", "ray", "mlflow")
     code = (
         "import sys; from lstmcast.cli import app\n"
         "for args in (['--help'], ['--version'], ['train', '--help'], ['predict', '--help'], ['score', '--help'],\n"
-        "             ['promote', '--help'], ['tune', '--help'], ['init', '--help']):\n"
+        "             ['promote', '--help'], ['tune', '--help'], ['init', '--help'], ['evaluate', '--help']):\n"
         "    try: app(args)\n"
         "    except SystemExit: pass\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"

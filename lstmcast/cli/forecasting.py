@@ -25,11 +25,14 @@ from lstmcast.cli.options import (
     RegroupOpt,
     Select,
     SelectOpt,
+    TrackOpt,
+    TrackRequiredOpt,
     VerboseOpt,
     WorkersOpt,
     destination,
     require_plot,
     source,
+    tracked_checkpoint,
     value,
 )
 from lstmcast.errors import LstmcastError
@@ -203,6 +206,8 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    track: TrackOpt = None,
+    track_required: TrackRequiredOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
@@ -212,15 +217,17 @@ def evaluate(
     """Backtest CHECKPOINT with rolling origins on --data; compare with naive baselines."""
     found = source(data, query)
     require_plot(plot)
+    tracked = tracked_checkpoint(checkpoint, track, track_required)
 
     def work(reporter: Any) -> Any:
         with reporter.timed("import"):
             from lstmcast.flows.evaluate import evaluate_checkpoint
 
-        return evaluate_checkpoint(
+        outcome = evaluate_checkpoint(
             checkpoint, found, reporter, start=start, end=end, stride=stride, season=season, report_path=report,
             plot=plot, select=value(select),
         )  # fmt: skip
+        return tracked.evaluation(reporter, outcome)
 
     contract.run(
         ctx,

@@ -9,7 +9,20 @@ import typer
 
 from lstmcast.cli import contract, render
 from lstmcast.cli.contract import Output
-from lstmcast.cli.options import By, JsonOpt, LogOpt, Metric, QueryOpt, QuietOpt, check_wait, require_plot, source
+from lstmcast.cli.options import (
+    By,
+    JsonOpt,
+    LogOpt,
+    Metric,
+    QueryOpt,
+    QuietOpt,
+    TrackOpt,
+    TrackRequiredOpt,
+    check_wait,
+    require_plot,
+    source,
+    tracked_checkpoint,
+)
 from lstmcast.errors import EXIT_ALERT, LstmcastError
 
 
@@ -38,6 +51,8 @@ def promote(
     wait: Annotated[
         float | None, typer.Option(callback=check_wait, help="Wait up to this many seconds for DIR's lock.")
     ] = None,
+    track: TrackOpt = None,
+    track_required: TrackRequiredOpt = False,
     quiet: QuietOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
@@ -46,6 +61,7 @@ def promote(
     if rollback == (candidate is not None):
         raise LstmcastError("give either CANDIDATE or --rollback (e.g. lstmcast promote staging/model.pt --to serving)")
     found = source(data, query)
+    tracked = tracked_checkpoint(candidate or to / "model.pt", track, track_required)  # its track.*, or --track
 
     def work(reporter: Any) -> dict[str, Any]:
         from lstmcast.flows import promote as guard
@@ -58,6 +74,7 @@ def promote(
                 candidate, to, found, reporter, metric=metric.value, margin=margin, keep=keep, wait=wait
             )
         reporter.record(f"{record['action']}: {record['reason']}")
+        tracked.promotion(reporter, to, record, wait)  # the registry: the decision, the champion alias
         return record
 
     def show(session: contract.Session, record: dict[str, Any]) -> None:

@@ -143,6 +143,23 @@ RegroupOpt = Annotated[
 NoArchiveOpt = Annotated[
     bool, typer.Option("--no-archive", help="Do not record this forecast, whatever the defaults say.")
 ]
+TrackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        metavar="URI",
+        help="Log to MLflow at this tracking URI: file:///…, sqlite:///…, http://… (needs lstmcast[mlflow]) "
+        "[default: track.uri].",
+        show_default=False,
+    ),
+]
+TrackRequiredOpt = Annotated[
+    bool,
+    typer.Option(
+        "--track-required",
+        help="A tracking store that fails is an error (exit 2), not one warning line (also track.required).",
+    ),
+]
 
 
 # ---------------------------------------------------------------------------- values → domain objects
@@ -219,3 +236,17 @@ def require_plot(plot: Path | None) -> None:
         from lstmcast.forecast.plots import require_matplotlib
 
         require_matplotlib()
+
+
+def tracked_checkpoint(checkpoint: Path, track: str | None, required: bool) -> Any:
+    """--track/--track-required for a command on a checkpoint, else its own track.* (mlflow checked now)."""
+    from lstmcast.flows.tracking import for_checkpoint
+
+    return for_checkpoint(checkpoint, track, required)
+
+
+def tracked_config(config: Path, overrides: list[str] | None, track: str | None, required: bool) -> Any:
+    """--track/--track-required for a command on a config file, as two more --set overrides (mlflow checked now)."""
+    from lstmcast.flows.tracking import for_config_file
+
+    return for_config_file(config, overrides, track, required)

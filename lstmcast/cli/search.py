@@ -10,7 +10,19 @@ import typer
 
 from lstmcast.cli import contract, render
 from lstmcast.cli.contract import Output
-from lstmcast.cli.options import ConfigArg, JsonOpt, LogOpt, QueryOpt, QuietOpt, SetOpt, require_plot, source
+from lstmcast.cli.options import (
+    ConfigArg,
+    JsonOpt,
+    LogOpt,
+    QueryOpt,
+    QuietOpt,
+    SetOpt,
+    TrackOpt,
+    TrackRequiredOpt,
+    require_plot,
+    source,
+    tracked_config,
+)
 
 # tune's own options
 BudgetOpt = Annotated[
@@ -56,6 +68,8 @@ def tune(
     train_best: Annotated[bool, typer.Option("--train", help="Then train best.yaml into DIR/model.")] = False,
     ensemble: EnsembleOpt = 1,
     plot: TunePlotOpt = None,
+    track: TrackOpt = None,
+    track_required: TrackRequiredOpt = False,
     quiet: QuietOpt = False,
     log_file: LogOpt = None,
     json_output: JsonOpt = False,
@@ -71,21 +85,27 @@ def tune(
     folder = out if out is not None else config.resolve().parent / "tune"
     storage_url(folder, storage)  # a password in clear is refused before any work
     require_plot(plot)
+    tracked = tracked_config(config, set_, track, track_required)  # the --set list with --track in it (best.yaml)
 
     def work(reporter: Any) -> dict[str, Any]:
         from lstmcast.flows.tune import run, train_winner
 
-        summary = run(
-            config, folder, seconds, reporter, trials=trials, space_path=space, storage=storage, seed=seed,
-            overrides=set_ or [], trial_limit=limit,
-        )  # fmt: skip
-        if train_best or ensemble > 1:
-            summary["trained"] = train_winner(folder, reporter, ensemble)
-        if plot is not None:
-            from lstmcast.forecast.plots import plot_tuning
+        about = {"tune.budget_seconds": seconds, "tune.trials": trials, "tune.seed": seed}
+        with tracked.run(reporter, f"tune {config.stem}", "tune", **about) as tracker:  # a dead store: known now
+            summary = run(
+                config, folder, seconds, reporter, trials=trials, space_path=space, storage=storage, seed=seed,
+                overrides=tracked.sets, trial_limit=limit, tracker=tracker,
+            )  # fmt: skip
+            if train_best or ensemble > 1:
+                with tracked.nested(tracker, "best", "train") as best:
+                    summary["trained"] = train_winner(folder, reporter, ensemble, best)
+            if plot is not None:
+                from lstmcast.forecast.plots import plot_tuning
 
-            plot_tuning(plot, folder / "trials.csv")
-            summary["outputs"]["plot"] = str(plot)
+                plot_tuning(plot, folder / "trials.csv")
+                summary["outputs"]["plot"] = str(plot)
+            if tracker is not None:
+                tracker.finish_tune(summary, folder)
         return summary
 
     contract.run(ctx, Output(quiet, False, False, log_file, json_output), work, render.tuning, lambda summary: summary)

@@ -18,6 +18,8 @@ from lstmcast.cli.options import (
     QueryOpt,
     QuietOpt,
     SetOpt,
+    TrackOpt,
+    TrackRequiredOpt,
     VerboseOpt,
     WaitOpt,
     load,
@@ -61,6 +63,8 @@ def train(
     refit_scaler: RefitOpt = False,
     wait: WaitOpt = None,
     nproc: NprocOpt = 1,
+    track: TrackOpt = None,
+    track_required: TrackRequiredOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     profile: ProfileOpt = False,
@@ -68,7 +72,11 @@ def train(
     json_output: JsonOpt = False,
 ) -> None:
     """Train a model from CONFIG; write model.pt, config.yaml, metrics.json, history.csv, train.log."""
+    from lstmcast.flows import tracking
+
+    set_ = [*(set_ or []), *tracking.track_sets(track, track_required)]  # the resolved config keeps them
     cfg = load(config, set_, data, out, query)
+    tracked = tracking.for_config(cfg) if contract.rank() == 0 else tracking.Tracked(None)  # rank 0 logs
     if nproc > 1 and not distributed.from_env().distributed:
         from lstmcast import cores
         from lstmcast.learn.launch import run_processes
@@ -82,10 +90,12 @@ def train(
             from lstmcast.flows.training import TrainOptions
             from lstmcast.flows.training import train as run
 
-        options = TrainOptions(
-            resume=resume, init_from=init_from, refit_scaler=refit_scaler, wait=wait, resume_command=resume_command
-        )
-        return run(cfg, reporter, options)
+        with tracked.run(reporter, f"train {config.stem}", "train") as tracker:
+            options = TrainOptions(
+                resume=resume, init_from=init_from, refit_scaler=refit_scaler, wait=wait,
+                resume_command=resume_command, tracker=tracker,
+            )  # fmt: skip
+            return run(cfg, reporter, options)
 
     contract.run(
         ctx,

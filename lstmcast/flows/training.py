@@ -31,6 +31,7 @@ from lstmcast.cores import FairShare
 from lstmcast.data import calendar, sinks
 from lstmcast.errors import ConfigError, DataError, Interrupted, OutputError, shown
 from lstmcast.flows.prepare import Prepared, check_memory, data_fingerprint, model_dims, prepare
+from lstmcast.flows.tracking import Run
 from lstmcast.forecast import backtest as evaluate
 from lstmcast.learn import distributed
 from lstmcast.learn.dataset import Dataset, assemble, fit_scaler
@@ -73,6 +74,7 @@ class TrainOptions:
     wait: float | None = None
     resume_command: str = "lstmcast train CONFIG --resume"  # what to run to continue after a stop
     watch: Watch | None = None  # who may stop the run (tune's trials); it also gets the validation MAE
+    tracker: Run | None = None  # the MLflow run this training logs into (flows.tracking); rank 0 only
 
 
 # ---------------------------------------------------------------------------- train
@@ -125,6 +127,10 @@ class _Run:
     def state_path(self) -> Path:
         return self.out_dir / "state.pt"
 
+    @property
+    def tracker(self) -> Run | None:
+        return self.options.tracker if self.world.main else None
+
     def execute(self) -> TrainOutcome:
         started = time.perf_counter()
         resumed = checkpoint.load_state(self.state_path) if self.options.resume else None
@@ -135,6 +141,10 @@ class _Run:
             self.cfg = dataclasses.replace(self.cfg, data=dataclasses.replace(self.cfg.data, freq=prep.freq))
         dims = model_dims(self.cfg, prep)
         check_memory(self.cfg, prep, dims)
+        if (
+            self.tracker is not None
+        ):  # the config as resolved: the first write, so a dead store is known before training
+            self.tracker.config(self.cfg)
         if init is not None:
             _check_init_columns(init, self.cfg, Path(self.options.init_from or ""))
         fingerprint = data_fingerprint(prep.panel)
@@ -156,6 +166,8 @@ class _Run:
         with self.reporter.timed("write"):
             path = self._write_outputs(prep, dims, scaler, scores, selection)
         self.state_path.unlink(missing_ok=True)  # finished: nothing left to resume
+        if self.tracker is not None:
+            self.tracker.finish_train(self.out_dir, scores, path)
         self.reporter.info(_final_line(self.results, scores))
         return TrainOutcome(self.out_dir, path, scores)
 
@@ -211,6 +223,7 @@ class _Run:
                 world=self.world,
                 share=self.share,
                 watch=self.options.watch,
+                observers=[self.tracker.member(k, t.ensemble)] if self.tracker is not None else [],
             )
         if self.state.trainer is not None and k == len(self.state.members):
             trainer.load_state_dict(self.state.trainer)

@@ -45,6 +45,7 @@ from lstmcast.flows.space import (
     with_values,
 )
 from lstmcast.flows.starter import DataFacts
+from lstmcast.flows.tracking import Run
 from lstmcast.learn.loop import Validation
 from lstmcast.locations import is_url
 from lstmcast.report import Reporter
@@ -128,6 +129,7 @@ class Search:
     trial_limit: float = math.inf  # seconds one trial may train
     mine: list[int] = dataclasses.field(default_factory=list)  # trials this process ran whose folders remain
     interrupted: Interrupted | None = None
+    tracker: Run | None = None  # MLflow: the tune run each trial nests under (flows.tracking)
 
     def objective(self, trial: Any) -> float:
 
@@ -146,7 +148,8 @@ class Search:
         watch = TrialWatch(trial, self.deadline, self.trial_limit, cfg.train.epochs)
         reporter = Reporter(quiet=True, interactive=False)
         try:
-            outcome = train(cfg, reporter, TrainOptions(watch=watch))
+            tracker = self.tracker.trial(trial.number) if self.tracker is not None else None
+            outcome = train(cfg, reporter, TrainOptions(watch=watch, tracker=tracker))
         except BudgetSpent:
             trial.set_user_attr("stopped", "budget")
             self.stop = True
@@ -177,6 +180,8 @@ class Search:
 
     def after_trial(self, study: Any, trial: Any) -> None:
         """Keep the best trial's folder only (disk stays bounded); one line per trial; stop when asked."""
+        if self.tracker is not None:  # the trial's nested MLflow run: its values, validation MASE and end
+            self.tracker.after_trial(study, trial)
         best = _best(study)
         for number in [n for n in self.mine if best is None or n != best.number]:
             shutil.rmtree(self.out / "trials" / str(number), ignore_errors=True)
@@ -299,10 +304,9 @@ def run(
     seed: int | None = None,
     overrides: list[str] | None = None,
     trial_limit: float | None = None,
+    tracker: Run | None = None,
 ) -> dict[str, Any]:
-    """Search until the budget or `trials` finished trials; write best.yaml, trials.csv and report.json.
-    One trial trains for at most `trial_limit` seconds (default: a quarter of the budget, at least a
-    minute), so a few slow settings cannot spend the whole budget."""
+    """Search until the budget or `trials` finished trials (each one at most `trial_limit` s); write the outputs."""
     require("optuna", "tune", "lstmcast tune")
     import optuna
 
@@ -331,6 +335,7 @@ def run(
             study.enqueue_trial(point)
     limit = default_trial_limit(budget) if trial_limit is None else trial_limit
     search = Search(base, space, out, started + budget, reporter, max_steps=max_steps, trial_limit=limit)
+    search.tracker = tracker
     callbacks = [search.after_trial]
     if trials is not None:
         from optuna.study import MaxTrialsCallback
@@ -418,7 +423,7 @@ def _importance(study: Any) -> dict[str, float] | None:
     return None if any("too small" in str(w.message) for w in caught) else found
 
 
-def train_winner(out: Path, reporter: Reporter, ensemble: int = 1) -> dict[str, Any]:
+def train_winner(out: Path, reporter: Reporter, ensemble: int = 1, tracker: Run | None = None) -> dict[str, Any]:
     """Train best.yaml into DIR/model (with `ensemble` members); its validation MASE next to the best trial's."""
     from lstmcast.flows.training import TrainOptions, train
 
@@ -426,6 +431,6 @@ def train_winner(out: Path, reporter: Reporter, ensemble: int = 1) -> dict[str, 
     if not path.exists():
         raise ConfigError(f"{path} does not exist — no trial has finished yet; tune longer")
     cfg = load_config(path, [f"train.ensemble={ensemble}"] if ensemble > 1 else [])
-    outcome = train(cfg, reporter, TrainOptions())
+    outcome = train(cfg, reporter, TrainOptions(tracker=tracker))
     value = outcome.metrics.get("selection", {}).get("validation_mase", {}).get("model")
     return {"checkpoint": str(outcome.checkpoint), "ensemble": ensemble, "validation_mase": value}

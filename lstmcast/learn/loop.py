@@ -1,7 +1,8 @@
 """The training loop: AdamW, the configured loss, gradient clipping, validation and early stopping.
 
 It never prints: progress goes through the optional `Progress` callbacks, so the CLI decides
-between a rich bar and plain log lines.
+between a rich bar and plain log lines; `Observer`s (an experiment tracker) get each validation
+point too, and only a `Watch` may stop a run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,6 +104,13 @@ class Progress(Protocol):
     def on_validation(self, point: Validation, epochs: int) -> None: ...
 
 
+class Observer(Protocol):
+    """Who records each validation point as it happens (an experiment tracker): it neither stops the run nor
+    changes it, and a failure inside it is its own to handle."""
+
+    def on_validation(self, point: Validation, epochs: int) -> None: ...
+
+
 class Watch(Protocol):
     """Who decides whether a run goes on (tune's budget, trial limit and pruner): it stops the run by raising.
 
@@ -189,9 +197,11 @@ class Trainer:
         world: World = SINGLE_PROCESS,
         share: FairShare | None = None,
         watch: Watch | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.model, self.data, self.cfg, self.progress, self.world = model, data, cfg, progress, world
         self.watch = watch
+        self.observers = tuple(observers)
         self.share = share  # recounted every few seconds: other jobs starting or ending change the threads
         self.device = train_starts.device
         self.forward = distributed.wrap(model, world, self.device)
@@ -320,6 +330,8 @@ class Trainer:
         self.result.history.append(point)
         if self.progress:
             self.progress.on_validation(point, self.cfg.epochs)
+        for observer in self.observers:
+            observer.on_validation(point, self.cfg.epochs)
         if self.watch:
             self.watch.after_validation(point, self.cfg.epochs)
         self.model.train()
