@@ -10,7 +10,17 @@ import typer
 
 from lstmcast.cli import contract, render
 from lstmcast.cli.contract import Output
-from lstmcast.cli.options import ConfigArg, JsonOpt, LogOpt, QueryOpt, QuietOpt, SetOpt, require_plot, source
+from lstmcast.cli.options import (
+    ConfigArg,
+    JsonOpt,
+    LogOpt,
+    QueryOpt,
+    QuietOpt,
+    SetOpt,
+    check_seed,
+    require_plot,
+    source,
+)
 
 # tune's own options
 BudgetOpt = Annotated[
@@ -51,7 +61,9 @@ def tune(
     space: SpaceOpt = None,
     storage: StorageOpt = None,
     trial_limit: TrialLimitOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed [default: train.seed].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(callback=check_seed, help="Sampler seed, 0 … 4294967295 [default: train.seed].")
+    ] = None,
     set_: SetOpt = None,
     train_best: Annotated[bool, typer.Option("--train", help="Then train best.yaml into DIR/model.")] = False,
     ensemble: EnsembleOpt = 1,
@@ -64,12 +76,14 @@ def tune(
     from lstmcast.extras import require
 
     require("optuna", "tune", "lstmcast tune")
-    from lstmcast.flows.tune import parse_budget, storage_url
+    from lstmcast.flows.study import storage_url
+    from lstmcast.flows.tune import parse_budget
+    from lstmcast.locations import absolute
 
     seconds = parse_budget(budget)
     limit = None if trial_limit is None else parse_budget(trial_limit, "--trial-limit")
-    folder = out if out is not None else config.resolve().parent / "tune"
-    storage_url(folder, storage)  # a password in clear is refused before any work
+    folder = out if out is not None else absolute(config).parent / "tune"
+    storage_url(folder, storage)  # a secret in clear, an unknown kind, a folder or a text file: refused before work
     require_plot(plot)
 
     def work(reporter: Any) -> dict[str, Any]:
@@ -108,11 +122,11 @@ def init(
 ) -> None:
     """Write a starting config for DATA: frequency, season and series found, window and epochs to match."""
     from lstmcast.flows.starter import check_out, write
-    from lstmcast.locations import is_url
+    from lstmcast.locations import absolute, is_url
 
     check_out(out, force)
     found = source(data, query)
-    where = data if is_url(data) else str(Path(data).resolve())
+    where = data if is_url(data) else str(absolute(data))
 
     def work(_reporter: Any) -> tuple[Any, Any]:
         return write(where, target, horizon, series_id, timestamp, found.query if found else None, out)

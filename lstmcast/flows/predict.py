@@ -14,7 +14,7 @@ import numpy as np
 
 from lstmcast.atomic import check_targets, render_path
 from lstmcast.config import quantile_levels
-from lstmcast.data import archive, calendar, db, frame, sinks
+from lstmcast.data import archive, calendar, db, frame, sinks, sources
 from lstmcast.errors import ConfigError, OutputError
 from lstmcast.forecast import partition, serve
 from lstmcast.learn.device import use_threads
@@ -57,9 +57,10 @@ def predict(
     """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
-        ckpt = checkpoint.load(ckpt_path)
+        ckpt, loaded = checkpoint.load_with_id(ckpt_path)  # the id of exactly the bytes loaded keys every row
         model = ckpt.forecaster()
         store = _archive_for(ckpt, archive_flag, no_archive)
+        source, out_path = sources.within(source, ckpt.config.data), sinks.bound(out_path, loaded, ckpt.config.data)
         panel = partition.read_like_training(ckpt, source, reporter, only, future_rows=model.spec.horizon)
     use_threads(ckpt.config.train)
     fallback, select = fallback or ckpt.config.predict.fallback, select or ckpt.config.train.select
@@ -76,7 +77,7 @@ def predict(
     written: dict[str, Any] = {"forecast": out}
     if store is not None:
         with reporter.timed("archive"):
-            rows = _archive_run(store, ckpt, ckpt_path, panel, labels, table, made.plan.names, out)
+            rows = _archive_run(store, ckpt, (ckpt_path, loaded), panel, labels, table, made.plan.names, out)
         reporter.info(f"archived {rows} forecast rows in {store}")
         written["archive"] = db.redacted(store.url)
     if plot is not None:
@@ -89,7 +90,7 @@ def predict(
 
 def _archive_for(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archive | None:
     """The archive this run records into, checked before any work; only data with timestamps can be archived."""
-    store = archive.resolve(flag, off=off, configured=ckpt.config.archive.url)
+    store = archive.resolve(flag, off=off, configured=ckpt.config.archive.url, timeout=ckpt.config.archive.timeout)
     if store is not None and ckpt.freq is None:
         raise ConfigError(
             "--archive needs data with timestamps (data.timestamp): forecasts are matched to actuals by time — "
@@ -101,7 +102,7 @@ def _archive_for(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archi
 def _archive_run(
     store: archive.Archive,
     ckpt: Checkpoint,
-    ckpt_path: Path,
+    issued_by: tuple[Path, str],  # the checkpoint's path and the id of the bytes loaded from it
     panel: frame.Panel,
     labels: list[Any],
     table: np.ndarray,
@@ -118,8 +119,8 @@ def _archive_run(
                 levels["" if sid is None else str(sid)] = [stats.mean[:nt].tolist(), stats.std[:nt].tolist()]
     times = [lab.tz_convert("UTC").tz_localize(None) if lab.tz is not None else lab for lab in labels]
     run = archive.Issued(
-        model_id=sinks.model_id(ckpt_path),
-        checkpoint=str(Path(ckpt_path).resolve()),
+        model_id=issued_by[1],
+        checkpoint=str(Path(issued_by[0]).resolve()),
         freq=str(ckpt.freq),
         season=calendar.season_length(ckpt.freq),
         horizon=table.shape[1],
@@ -132,6 +133,7 @@ def _archive_run(
         times=times,
         values=table,
         forecasters=forecasters,
+        time_zone="" if labels[0].tz is None else str(labels[0].tz),
     )
     try:
         return store.record(run)
