@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstmcast.atomic import write_target
 from lstmcast.data import db
 from lstmcast.data.sinks import model_id
 from lstmcast.errors import ConfigError, OutputError, shown
@@ -58,7 +59,9 @@ class Table:
     def require(self) -> None:
         """Before any work: the extras, a URL without a password in clear, a plain table name."""
         db.require_for_url(self.url)
-        db.parse(self.url, "--out")
+        parsed = db.parse(self.url, "--out")
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            write_target(Path(parsed.database))  # a device, FIFO, folder or read-only file: refused before any work
         if not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"--table {shown(self.name)} is not a table name — use letters, digits and _ (schema.name)"
