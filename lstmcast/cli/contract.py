@@ -268,7 +268,9 @@ def _not_blank(param: Any, cast: Callable[[Any, Any], Any]) -> Callable[[Any, An
         if any(isinstance(v, str) and not v.strip() for v in values):
             option = param.param_type_name == "option"
             name = param.opts[0] if option else str(param.name).upper()
-            hint = BLANK_HINTS.get(name, f"give a value, or leave {name} out" if option else "give a value")
+            hint = BLANK_HINTS.get(
+                name, f"give a value, or drop {name} to use its default" if option else "give a value"
+            )
             raise ConfigError(f"{name} is empty ('') — {hint} (in a crontab, an unset variable gives '')")
         return cast(ctx, value)
 
