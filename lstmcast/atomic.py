@@ -11,9 +11,11 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -95,7 +97,9 @@ def check_targets(*paths: Path | str | None) -> None:
     A destination that is not a path (a database table) is checked by its own writer.
     """
     for path in paths:
-        if isinstance(path, str | Path) and "{" not in str(path):
+        if isinstance(path, OutputFolder) and "{" not in str(path.path):
+            _check_folder(path.path)
+        elif isinstance(path, str | Path) and "{" not in str(path):
             write_target(Path(path))
 
 
@@ -107,6 +111,14 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, text: bool =
     kept: the file it points to is the one replaced. The replaced file's permissions (and owner,
     where allowed) carry over to the new one.
     """
+    with atomic_file(path, text=text) as f:
+        write(f)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, text: bool = False) -> Iterator[IO[Any]]:
+    """`atomic_write` as a context: the temporary file to write (several times, e.g. batch by batch), put in
+    place when the block ends without an error, discarded otherwise."""
     path = Path(path)
     ensure_dir(path.parent)
     target, previous = write_target(path)
@@ -114,7 +126,7 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, text: bool =
     try:
         _carry_mode(fd, previous)
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         if write_target(path)[0] != target:  # checked again: something may have moved in while we wrote
@@ -127,6 +139,84 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], object], *, text: bool =
         _discard(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """An output that is a folder of files (a forecast data set), written whole by `atomic_folder`."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return f"{self.path}{os.sep}"
+
+
+DONE = "_SUCCESS"  # the last file written into a finished output folder (as Spark and Hadoop jobs leave it)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A folder of outputs that appears whole or not at all: the block fills a hidden temporary folder beside
+    `path`; on success it gets `_SUCCESS`, is fsynced and takes the place of `path` (a previous folder there
+    is replaced); on failure it is removed and `path` is left as it was."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    if path.exists() and (not path.is_dir() or path.is_symlink()):
+        kind = "a symbolic link" if path.is_symlink() else kind_of(os.stat(path).st_mode) or "a file"
+        raise OutputError(
+            f"{path} is {kind}, not a folder — lstmcast writes a forecast data set into a folder; choose another path"
+        )
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write in {path.parent}: {exc.strerror or exc} — {advice(exc)}") from None
+    try:
+        yield tmp
+        _finish_folder(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} — {advice(exc, kept=True)}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_folder(path: Path) -> None:
+    """A data set goes into a folder of its own: anything else at `path` (a file, a link, a device), or a folder
+    holding anything but a finished data set of parts, is refused untouched (it would be replaced whole)."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        kind = "a symbolic link" if path.is_symlink() else kind_of(os.stat(path).st_mode) or "a regular file"
+        raise OutputError(
+            f"{path} is {kind}, not a folder — a forecast data set is written into a folder; choose another path"
+        )
+    names = sorted(p.name for p in path.iterdir())
+    foreign = [n for n in names if n != DONE and not (n.startswith("part-") and n.endswith(".parquet"))]
+    if foreign or (names and DONE not in names):
+        what = f"it holds {foreign[0]}" if foreign else f"it has no {DONE}"
+        raise OutputError(
+            f"{path} is a folder but not a forecast data set lstmcast finished ({what}), and writing a data set "
+            "there would replace it whole — choose a new folder or empty this one"
+        )
+
+
+def _finish_folder(tmp: Path, path: Path) -> None:
+    """Mark `tmp` done, make it durable, and swap it in for `path` (the old folder, if any, goes after)."""
+    (tmp / DONE).write_bytes(b"")
+    for item in tmp.iterdir():
+        with open(item, "rb") as f:
+            os.fsync(f.fileno())
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    _fsync_dir(tmp)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _carry_mode(fd: int, previous: os.stat_result | None) -> None:
@@ -145,6 +235,8 @@ def render_path(template: str | Path, **fields: Any) -> Path:
     `run_date` (now, local time) is always available; callers add others (predict adds `origin`,
     the first forecast timestamp). A destination that is not a path (a database table) is returned as it is.
     """
+    if isinstance(template, OutputFolder):
+        return OutputFolder(render_path(template.path, **fields))
     if not isinstance(template, str | Path):
         return template
     text = str(template)

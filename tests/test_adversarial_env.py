@@ -694,13 +694,13 @@ def test_a_library_warning_during_a_command_is_one_capped_warning_line(trained, 
 
     from .conftest import cli
 
-    write = lstmcast.data.sinks.write_forecast
+    write = lstmcast.data.sinks.forecast_frame
 
     def warning_write(*args, **kwargs):
         warnings.warn("overflow encountered in cast\n" + "detail " * 100, RuntimeWarning, stacklevel=1)
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(lstmcast.data.sinks, "write_forecast", warning_write)
+    monkeypatch.setattr(lstmcast.data.sinks, "forecast_frame", warning_write)
     out = tmp_path / "f.csv"
     result = cli("predict", trained / "run" / "model.pt", "--data", trained / "series.csv", "--out", out, "--quiet")
     assert result.code == 0 and out.exists(), result.stderr

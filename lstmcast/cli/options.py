@@ -166,9 +166,14 @@ def destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
             raise LstmcastError(
                 "--table needs --out DATABASE_URL (e.g. --out sqlite:///forecasts.db --table forecasts)"
             )
-        if out is not None and out.endswith(".parquet"):
-            require("pyarrow", "parquet", "--out *.parquet")
-        return Path(out) if out is not None else None
+        if out is None:
+            return None
+        from lstmcast.data.sinks import output_of
+
+        found = output_of(out)
+        if out.endswith(".parquet") or not isinstance(found, Path):
+            require("pyarrow", "parquet", f"--out {out}")
+        return found
     from lstmcast.data.sqlsink import Table
 
     found = Table(out, "forecasts" if table is None else table, Path(checkpoint))

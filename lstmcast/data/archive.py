@@ -117,7 +117,7 @@ class Issued:
     quantiles: list[float]
     levels: dict[str, list[list[float]]]  # series → [training means, training stds] of the targets
     ids: list[str]  # '' for one unnamed series
-    times: list[pd.DatetimeIndex]  # per series: the horizon's times (UTC naive)
+    times: np.ndarray  # (series, horizon) datetime64: the horizon's times (UTC, without a zone)
     values: np.ndarray  # (series, horizon, targets · (1 + quantiles)): points, then each level's targets
     forecasters: list[str]
     time_zone: str | None = None  # '' for naive times; the data's zone (times stored in UTC); None: unknown
@@ -383,35 +383,41 @@ def _register(conn: Any, models: Any, run: Issued) -> None:
 def _delete_run(conn: Any, tables: dict[str, Any], run: Issued) -> None:
     """Rows of the same model, origin and series as this run's: a rerun replaces them."""
     by_origin: dict[datetime, list[str]] = {}
-    for sid, times in zip(run.ids, run.times, strict=True):
-        by_origin.setdefault(times[0].to_pydatetime(), []).append(sid)
+    origins = pd.DatetimeIndex(np.asarray(run.times)[:, 0]).to_pydatetime().tolist()
+    for sid, origin in zip(run.ids, origins, strict=True):
+        by_origin.setdefault(origin, []).append(sid)
     for name in ("quantiles", "forecasts"):
         db.delete_runs(conn, tables[name], run.model_id, by_origin)
 
 
 def _rows(run: Issued) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The run as rows of lstmcast_forecasts and lstmcast_quantiles."""
+    """The run as rows of lstmcast_forecasts and lstmcast_quantiles, built from arrays (no loop over series)."""
     issued = datetime.now(timezone.utc)
+    n, horizon = run.values.shape[:2]
     nt = len(run.targets)
+    when = pd.DatetimeIndex(np.asarray(run.times).ravel()).to_pydatetime()
+    key = {
+        "series": np.repeat(np.asarray(run.ids, dtype=object), horizon).tolist(),
+        "origin": np.repeat(when.reshape(n, horizon)[:, 0], horizon).tolist(),
+        "target_time": when.tolist(),
+    }
+    step = np.tile(np.arange(1, horizon + 1), n).tolist()
+    names = np.repeat(np.asarray(run.forecasters, dtype=object), horizon).tolist()
     points, quantiles = [], []
-    for k, (sid, times, name) in enumerate(zip(run.ids, run.times, run.forecasters, strict=True)):
-        stamps = [t.to_pydatetime() for t in times]
-        block = run.values[k].tolist()
-        for h, when in enumerate(stamps):
-            key = {"series": sid, "origin": stamps[0], "target_time": when, "model_id": run.model_id}
-            for j, target in enumerate(run.targets):
-                points.append(
-                    {
-                        **key,
-                        "target": target,
-                        "step": h + 1,
-                        "value": block[h][j],
-                        "forecaster": name,
-                        "issued_at": issued,
-                    }
-                )
-                for q, level in enumerate(run.quantiles):
-                    quantiles.append({**key, "target": target, "level": level, "value": block[h][nt * (q + 1) + j]})
+    for j, target in enumerate(run.targets):
+        values = run.values[:, :, j].ravel().tolist()
+        points += [
+            {"series": s, "origin": o, "target_time": t, "model_id": run.model_id, "target": target, "step": k,
+             "value": v, "forecaster": f, "issued_at": issued}
+            for s, o, t, k, v, f in zip(key["series"], key["origin"], key["target_time"], step, values, names, strict=True)
+        ]  # fmt: skip
+        for q, level in enumerate(run.quantiles):
+            values = run.values[:, :, nt * (q + 1) + j].ravel().tolist()
+            quantiles += [
+                {"series": s, "origin": o, "target_time": t, "model_id": run.model_id, "target": target,
+                 "level": level, "value": v}
+                for s, o, t, v in zip(key["series"], key["origin"], key["target_time"], values, strict=True)
+            ]  # fmt: skip
     return points, quantiles
 
 

@@ -6,7 +6,8 @@ at or after a given time, and the calendar inputs (hour, day of week, …) as si
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from pandas.tseries.frequencies import to_offset
 from lstmcast.errors import DataError, shown
 
 if TYPE_CHECKING:
-    from lstmcast.data.frame import Series
+    from lstmcast.data.panel import Panel, Series
 
 
 def future_labels(series: Series, horizon: int) -> pd.Index:
@@ -24,6 +25,86 @@ def future_labels(series: Series, horizon: int) -> pd.Index:
     if series.index is None:
         return pd.RangeIndex(series.rows, series.rows + horizon)
     return pd.date_range(series.index[-1], periods=horizon + 1, freq=series.freq)[1:]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The labels of the rows to forecast, every series at once: (series, horizon) times or step numbers.
+
+    Times are int64 in `unit` (UTC for times with a zone `tz`), as a Panel keeps them.
+    """
+
+    values: np.ndarray  # (series, horizon) int64
+    unit: str | None = None  # None: step numbers
+    tz: Any = None
+    name: str | None = None
+
+    @property
+    def timed(self) -> bool:
+        return self.unit is not None
+
+    def flat(self) -> pd.Index:
+        """Every label, series after series: a DatetimeIndex (or an Index of step numbers)."""
+        return self._index(self.values.ravel())
+
+    def of(self, k: int) -> pd.Index:
+        """Series k's labels."""
+        return self._index(self.values[k])
+
+    def first(self) -> Any:
+        return self.of(0)[0]
+
+    def last(self) -> Any:
+        return self.label(int(self.values[:, -1].max()))
+
+    def label(self, value: int) -> Any:
+        """One label (a Timestamp, or a step number) from its int64 value."""
+        return self._index(np.array([value], dtype=np.int64))[0]
+
+    def utc(self) -> np.ndarray:
+        """(series, horizon) datetime64[ns] without a zone: the times in UTC (as the archive keeps them)."""
+        return self.values.astype(f"datetime64[{self.unit}]").astype("datetime64[ns]")
+
+    def _index(self, stamps: np.ndarray) -> pd.Index:
+        if self.unit is None:
+            return pd.Index(stamps)
+        index = pd.DatetimeIndex(stamps.astype(f"datetime64[{self.unit}]"), name=self.name)
+        return index.tz_localize("UTC").tz_convert(self.tz) if self.tz is not None else index
+
+
+def panel_labels(panel: Panel, horizon: int) -> Labels:
+    """The `horizon` labels after each series' last row: its times at the panel's frequency, or step numbers."""
+    ends = panel.offsets[1:]
+    lengths = panel.lengths
+    if not panel.timed:
+        return Labels(lengths[:, None] + np.arange(horizon, dtype=np.int64))
+    if panel.starts is not None and panel.step is not None:
+        last = panel.starts + (lengths - 1) * panel.step
+        return Labels(last[:, None] + panel.step * np.arange(1, horizon + 1), panel.unit, panel.tz, panel.name)
+    out = np.empty((len(panel), horizon), np.int64)  # a calendar frequency (MS, W, …): series by series
+    for k, last in enumerate(panel.datetimes(panel.row_times(ends - 1))):
+        stamps = pd.date_range(last, periods=horizon + 1, freq=panel.freq)[1:].as_unit(panel.unit)
+        out[k] = stamps.asi8
+    return Labels(out, panel.unit, panel.tz, panel.name)
+
+
+def features_at(stamps: np.ndarray, panel: Panel, names: list[str]) -> np.ndarray:
+    """(stamps.size, 2·len(names)) calendar inputs at int64 times of `panel`'s unit and zone.
+
+    One calendar computation per distinct time of a shared grid: the series of a catalogue mostly
+    share their times, so the inputs are computed on the grid the times fall on and gathered.
+    """
+    flat = np.asarray(stamps, dtype=np.int64).ravel()
+    if not names or not len(flat):
+        return np.empty((len(flat), 2 * len(names)), np.float32)
+    step = panel.step
+    if step:
+        low = int(flat.min())
+        offset = flat - low
+        if not (offset % step).any() and int(offset.max()) // step + 1 <= len(flat):
+            grid = low + step * np.arange(int(offset.max()) // step + 1, dtype=np.int64)
+            return calendar_features(panel.datetimes(grid), names)[offset // step]
+    return calendar_features(panel.datetimes(flat), names)
 
 
 def season_length(freq: str | None) -> int:

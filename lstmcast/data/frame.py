@@ -9,7 +9,8 @@ shows them, the header being line 1; for Parquet and query results, 1-based row 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +20,18 @@ from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
 from lstmcast.config import DataConfig
+from lstmcast.data import fast
 from lstmcast.data.grid import Grid, Rules, gap_error, onto_grid, regularise, resolve_freq, share_error
+from lstmcast.data.panel import Panel, Series, Spec, concatenate
 from lstmcast.data.readers import Lines, numeric_values, parse_times, return_freed_memory
-from lstmcast.data.sources import Source, read_source, source_of
+from lstmcast.data.sources import Source, batches, read_source, source_of
 from lstmcast.errors import DataError, shown
 from lstmcast.report import Reporter
 
 
-@dataclass
-class Series:
-    """One validated series: rows on a regular grid, no missing values.
-
-    `values` holds the target columns first, then the feature columns.
-    `index` gives the rows' times — a Grid when they lie a fixed time step apart (then nothing
-    is stored per row), else a DatetimeIndex — or is None when rows are plain steps 0, 1, 2, ….
-    """
-
-    values: np.ndarray  # (rows, columns) float64
-    columns: list[str]
-    n_targets: int
-    index: Grid | pd.DatetimeIndex | None
-    freq: str | None
-    filled_rows: int = 0
-    filled_cells: int = 0
-    future: np.ndarray | None = None  # (horizon, future features): values given for the rows to forecast
-
-    @property
-    def rows(self) -> int:
-        return len(self.values)
-
-    def label(self, row: int) -> str:
-        """How a row is named in messages and checkpoints."""
-        return str(row) if self.index is None else self.index[row].isoformat()
-
-    def times(self) -> pd.DatetimeIndex | None:
-        """Every row's time (materialised: 8 bytes a row)."""
-        return self.index.materialize() if isinstance(self.index, Grid) else self.index
-
-
-Panel = list[tuple[str | None, Series]]
-
-
 def load_series(path: str | Path | Source, **options: Any) -> Series:
     """Read, validate, sort, regularise and gap-fill one series from a source (`load_panel` options)."""
-    return load_panel(path, series_id=None, **options)[0][1]
+    return load_panel(path, series_id=None, **options).series(0)
 
 
 def read_data(d: DataConfig, path: Path | Source, **rules: Any) -> Panel:
@@ -83,9 +52,42 @@ def read_data(d: DataConfig, path: Path | Source, **rules: Any) -> Panel:
     )
 
 
+def read_batches(d: DataConfig, source: Source, batch_rows: int, **rules: Any) -> Iterator[Panel]:
+    """The series of `source` as panels of whole series of about `batch_rows` rows each (a Parquet data set
+    streams: memory is bounded by a batch), read as `read_data` reads them."""
+    source = source_of(source, d.query)  # a database URL without a query reads the config's (or checkpoint's)
+    spec, rules_ = layout(d, source, **rules)
+    wanted = [c for c in (spec.series_id, spec.timestamp) if c] + spec.value_cols
+    for first, frame in batches(source, wanted, spec.value_cols, spec.timestamp, spec.series_id, batch_rows):
+        yield panel_of(frame, source, spec, rules_, first)
+
+
+def layout(
+    d: DataConfig,
+    source: Source,
+    *,
+    future_rows: int = 0,
+    freq: str = "auto",
+    start: str | None = None,
+    end: str | None = None,
+    freq_from: str = "data.freq",
+    last_observed: bool = False,
+) -> tuple[Spec, Rules]:
+    """What to read of data config `d`'s data and by which rules (read_data's `rules`)."""
+    spec = Spec(
+        list(d.target) + list(d.features) + list(d.future_features),
+        len(d.target),
+        len(d.future_features),
+        future_rows,
+        d.series_id,
+        d.timestamp,
+    )
+    rules = Rules(freq, freq_from, d.missing, start, end, d.max_gap, d.max_filled, last_observed, source.row_word)
+    return spec, rules
+
+
 def report_filled(panel: Panel, reporter: Reporter, missing: str) -> None:
-    rows = sum(s.filled_rows for _, s in panel)
-    cells = sum(s.filled_cells for _, s in panel)
+    rows, cells = int(panel.filled_rows.sum()), int(panel.filled_cells.sum())
     if rows or cells:
         reporter.info(f"filled {rows} missing rows and {cells} empty cells ({missing})")
 
@@ -123,27 +125,68 @@ def load_panel(
     value_cols = list(target) + list(features) + list(future_features)
     wanted = [c for c in (series_id, timestamp) if c] + value_cols
     frame = read_source(path, wanted, value_cols, timestamp)
-    # The file line (or row) of each row, for messages: rows in file order need no array (4 bytes a row) for it.
-    first, word = path.first_row, path.row_word
-    lines: Lines = range(first, len(frame) + first)
-    if series_id is not None:  # rows are grouped by series, so each needs its own line number
-        lines = np.arange(first, len(frame) + first, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
-    values = numeric_values(frame, value_cols, lines, path, word)
-    groups = _groups(frame, series_id, lines, path, word)
-    stamps = _stamps(frame, timestamp, lines, path, word)
-    rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed, word)
-    if stamps is not None and freq == "auto" and len(groups) > 1:
-        rules = _shared_freq(stamps, groups, rules, path, str(timestamp))
-    panel: Panel = []
-    for sid, rows in groups:
-        where = str(path) if sid is None else f"{path}: series {shown(sid)}"
-        times = (stamps if sid is None else stamps[rows]) if stamps is not None else None
-        spec = (value_cols, len(target), len(future_features), future_rows)
-        panel.append((sid, _series(where, times, values[rows], lines[rows], spec, rules)))
-    if len(values) >= 1_000_000:
-        frame = stamps = times = None  # the parse's own arrays go first
+    rules = Rules(freq, freq_from, missing, start, end, max_gap, max_filled, last_observed, path.row_word)
+    spec = Spec(value_cols, len(target), len(future_features), future_rows, series_id, timestamp)
+    panel = panel_of(frame, path, spec, rules)
+    if len(frame) >= 1_000_000:
+        del frame  # the parse's own arrays go first
         return_freed_memory()
     return panel
+
+
+def panel_of(frame: pd.DataFrame, source: Source, spec: Spec, rules: Rules, first_row: int | None = None) -> Panel:
+    """A raw frame (the wanted columns, as `sources` reads them) → the validated panel of its series.
+
+    Most series of a catalogue are clean (rows a fixed step apart, no empty cell): those are checked
+    and laid out for all series at once (`fast`). Only the series that need a repair or an error
+    message (gaps, empty cells, duplicates, irregular times, a single row) go through the
+    per-series path, one by one; both give the same series. `first_row`: the number messages give the
+    frame's first row (a batch of a larger source), by default the source's first.
+    """
+    first = source.first_row if first_row is None else first_row
+    lines: Lines = range(first, len(frame) + first)
+    if spec.series_id is not None:  # rows are grouped by series, so each needs its own line number
+        lines = np.arange(first, len(frame) + first, dtype=np.int32 if len(frame) < 2**31 - 2 else np.int64)
+    values = numeric_values(frame, spec.value_cols, lines, source, rules.row)
+    codes, names = _codes(frame, spec.series_id, lines, source, rules.row)
+    stamps = _stamps(frame, spec.timestamp, lines, source, rules.row)
+    if stamps is not None and rules.freq == "auto" and len(names) > 1:
+        rules = _shared_freq(stamps, codes, names, rules, source, str(spec.timestamp))
+    made = None
+    if len(names) > 1 and (stamps is None or rules.freq != "auto"):
+        made = fast.clean_series(codes, len(names), stamps, values, spec, rules)
+    if made is None:
+        return _slow_series(source, names, codes, stamps, values, lines, spec, rules, range(len(names)))
+    clean = fast.panel(names, values, stamps, made, spec)
+    if made.clean.all():
+        return clean
+    todo = np.flatnonzero(~made.clean).tolist()
+    slow = _slow_series(source, names, codes, stamps, values, lines, spec, rules, todo)
+    return fast.merge(names, clean, slow, made.clean) if len(clean) else slow
+
+
+def _slow_series(
+    source: Source,
+    names: list[str | None],
+    codes: np.ndarray,
+    stamps: pd.DatetimeIndex | None,
+    values: np.ndarray,
+    lines: Lines,
+    spec: Spec,
+    rules: Rules,
+    todo: Any,
+) -> Panel:
+    """The series `todo` (positions in `names`), validated and repaired one by one."""
+    order = np.argsort(codes, kind="stable") if spec.series_id is not None else None
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1)) if order is not None else None
+    parts = []
+    for k in todo:
+        sid = names[k]
+        rows: Any = slice(None) if order is None else order[bounds[k] : bounds[k + 1]]  # type: ignore[index]
+        where = str(source) if sid is None else f"{source}: series {shown(sid)}"
+        times = (stamps if order is None else stamps[rows]) if stamps is not None else None
+        parts.append(_series(where, times, values[rows], lines[rows], spec, rules))
+    return concatenate([names[k] for k in todo], parts)
 
 
 def _stamps(frame: pd.DataFrame, timestamp: str | None, lines: Lines, path: Source, word: str) -> Any:
@@ -157,40 +200,33 @@ def _stamps(frame: pd.DataFrame, timestamp: str | None, lines: Lines, path: Sour
 
 
 def _shared_freq(
-    stamps: pd.DatetimeIndex, groups: list[tuple[Any, Any]], rules: Rules, path: Source, col: str
+    stamps: pd.DatetimeIndex, codes: np.ndarray, names: list[Any], rules: Rules, path: Source, col: str
 ) -> Rules:
     """One grid for all series: inferred from the longest series, then checked on every series."""
-    longest = max(groups, key=lambda g: len(g[1]))
-    where = f"{path}: series {shown(longest[0])}"
-    found = resolve_freq(stamps[longest[1]].sort_values(), "auto", where, col)
-    return replace(rules, freq=found, freq_from=f"the frequency of the longest series, {shown(longest[0])},")
+    longest = int(np.argmax(np.bincount(codes, minlength=len(names))))
+    where = f"{path}: series {shown(names[longest])}"
+    found = resolve_freq(stamps[np.flatnonzero(codes == longest)].sort_values(), "auto", where, col)
+    return replace(rules, freq=found, freq_from=f"the frequency of the longest series, {shown(names[longest])},")
 
 
-def _groups(
+def _codes(
     frame: pd.DataFrame, series_id: str | None, lines: Lines, path: Source, word: str
-) -> list[tuple[str | None, Any]]:
-    """(series id, its rows) for each series, sorted by id; one group of every row without `series_id`."""
+) -> tuple[np.ndarray, list[Any]]:
+    """Each row's series number and the series ids, sorted; one series of every row without `series_id`."""
     if series_id is None:
-        return [(None, slice(None))]  # views, not copies
+        return np.zeros(len(frame), np.int64), [None]
     ids = frame[series_id]
     if ids.isna().any():
         row = int(np.flatnonzero(ids.isna().to_numpy())[0])
         raise DataError(f"{path}: {word} {lines[row]}: empty {shown(series_id)} — every row needs a series id")
     codes, names = pd.factorize(ids, sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    return [(str(n), order[bounds[i] : bounds[i + 1]]) for i, n in enumerate(names)]
+    return codes.astype(np.int64), [str(n) for n in names]
 
 
 def _series(
-    where: str,
-    times: pd.DatetimeIndex | None,
-    values: np.ndarray,
-    lines: Lines,
-    spec: tuple[list[str], int, int, int],
-    rules: Rules,
+    where: str, times: pd.DatetimeIndex | None, values: np.ndarray, lines: Lines, spec: Spec, rules: Rules
 ) -> Series:
-    value_cols, n_targets, n_future, future_rows = spec
+    value_cols, n_targets, n_future, future_rows = spec.value_cols, spec.n_targets, spec.n_future, spec.future_rows
     index, step_freq, positions, filled_rows = None, None, None, 0
     if times is not None:
         index, values, lines, step_freq, regular = regularise(where, times, values, lines, rules)

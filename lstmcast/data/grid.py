@@ -274,25 +274,39 @@ def _check_duplicates(
         )
 
 
-def _in_range(index: pd.DatetimeIndex, start: str | None, end: str | None, path: Path) -> np.ndarray | None:
-    if start is None and end is None:
+def _in_range(index: pd.DatetimeIndex, start: str | None, end: str | None, path: Path | str) -> np.ndarray | None:
+    bounds = range_bounds(index.tz, start, end, path)
+    if bounds is None:
         return None
     keep = np.ones(len(index), dtype=bool)
-    for name, bound, cmp in (("start", start, np.greater_equal), ("end", end, np.less_equal)):
+    if bounds[0] is not None:
+        keep &= index >= bounds[0]
+    if bounds[1] is not None:
+        keep &= index <= bounds[1]
+    return keep
+
+
+def range_bounds(tz: Any, start: str | None, end: str | None, path: Path | str) -> tuple[Any, Any] | None:
+    """data.start and data.end as Timestamps in the times' zone `tz` (None for an open end); None without either."""
+    if start is None and end is None:
+        return None
+    out = []
+    for name, bound in (("start", start), ("end", end)):
         if bound is None:
+            out.append(None)
             continue
         try:
             stamp = pd.Timestamp(bound)
         except ValueError:
             raise DataError(f"data.{name} = {shown(bound)} is not a time — write e.g. 2024-01-31 13:00") from None
-        if index.tz is not None and stamp.tz is None:
-            stamp = stamp.tz_localize(index.tz)
-        elif index.tz is None and stamp.tz is not None:
+        if tz is not None and stamp.tz is None:
+            stamp = stamp.tz_localize(tz)
+        elif tz is None and stamp.tz is not None:
             raise DataError(
                 f"data.{name} = {shown(bound)} has a time zone but the times in {path} have none — drop the offset"
             )
-        keep &= cmp(index, stamp)
-    return keep
+        out.append(stamp)
+    return out[0], out[1]
 
 
 def _fixed_step(times: np.ndarray, block: int = 1 << 20) -> int | None:

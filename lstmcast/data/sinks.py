@@ -9,20 +9,50 @@ then a rename), so a reader never sees half a file; a database table gets one tr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-from lstmcast.atomic import atomic_write
+from lstmcast.atomic import OutputFolder, atomic_file, atomic_folder, atomic_write
+from lstmcast.data.calendar import Labels
+
+
+def forecast_frame(
+    labels: Labels,
+    columns: list[str],
+    values: np.ndarray,
+    label_name: str,
+    ids: list[str | None],
+    series_col: str | None,
+    forecasters: list[str],
+) -> pd.DataFrame:
+    """The forecast as one frame built from arrays: [series id,] time label, one column per target (and
+    quantile), forecaster — long format (one block of `horizon` rows per series) when `series_col` is set.
+
+    `values` is (series, horizon, columns); the last column names what produced each row: model,
+    seasonal_naive or naive.
+    """
+    horizon = values.shape[1]
+    data: dict[str, Any] = {}
+    if series_col is not None:
+        data[series_col] = np.repeat(np.asarray(ids, dtype=object), horizon)
+    data[label_name] = labels.flat()
+    for j, column in enumerate(columns):
+        data[column] = values[:, :, j].reshape(-1)
+    data["forecaster"] = np.repeat(np.asarray(forecasters, dtype=object), horizon)
+    return pd.DataFrame(data)
 
 
 def write_forecast(
     path: str | Path | Any,
-    labels: list[pd.Index],
+    labels: Labels,
     columns: list[str],
     values: np.ndarray,
     label_name: str,
@@ -30,21 +60,73 @@ def write_forecast(
     series_col: str | None,
     forecasters: list[str],
 ) -> None:
-    """Write a forecast: [series id,] time label, one column per target (and quantile), forecaster.
+    """Write a forecast (`forecast_frame`) to a CSV, a Parquet file (by its suffix) or a `sqlsink.Table`."""
+    frame = forecast_frame(labels, columns, values, label_name, ids, series_col, forecasters)
+    write_output(path, frame, label_name, series_col)
 
-    `values` is (series, horizon, columns); long format (one block per series) when `series_col` is
-    set. The last column names what produced each row: model, seasonal_naive or naive. `path`
-    ending in .parquet is written as Parquet, a `sqlsink.Table` as rows of that table, else as CSV.
-    """
-    parts = []
-    for sid, idx, block, name in zip(ids, labels, values, forecasters, strict=True):
-        part = pd.DataFrame(block, columns=columns)
-        part.insert(0, label_name, idx)
-        if series_col is not None:
-            part.insert(0, series_col, sid)
-        part["forecaster"] = name
-        parts.append(part)
-    write_output(path, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0], label_name, series_col)
+
+def output_of(text: str) -> Path | OutputFolder:
+    """An --out path: one ending with '/' names a folder (a Parquet data set), anything else a file."""
+    return OutputFolder(Path(text)) if text.endswith(("/", os.sep)) else Path(text)
+
+
+@contextlib.contextmanager
+def streamed(path: Path | Any, label_name: str, series_col: str | None) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write forecast frames batch by batch into one destination that appears whole or not at all: a CSV or a
+    Parquet file (streamed into a temporary file, renamed at the end), a folder (a Parquet data set: a file per
+    batch, then `_SUCCESS`, swapped in whole), or a database table (one transaction at the end)."""
+    if not isinstance(path, str | Path | OutputFolder):  # a sqlsink.Table: one transaction for the run
+        frames: list[pd.DataFrame] = []
+        yield frames.append
+        path.write_forecast(
+            pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], label_name, series_col
+        )
+    elif isinstance(path, OutputFolder):
+        with atomic_folder(path.path) as folder:
+            parts = iter(range(1 << 62))
+            yield lambda frame: _parquet_part(folder / f"part-{next(parts):05d}.parquet", frame)
+    elif str(path).endswith(".parquet"):
+        with atomic_file(Path(path)) as f, _ParquetStream(f) as stream:
+            yield stream.write
+    else:
+        with atomic_file(Path(path), text=True) as f:
+            first = [True]
+
+            def write(frame: pd.DataFrame) -> None:
+                frame.to_csv(f, index=False, header=first[0], lineterminator="\n", float_format="%.8g")
+                first[0] = False
+
+            yield write
+
+
+class _ParquetStream:
+    """One Parquet file written a row group per batch (the schema of the first batch)."""
+
+    def __init__(self, f: IO[Any]) -> None:
+        self.f, self.writer = f, None
+
+    def __enter__(self) -> _ParquetStream:
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.f, table.schema)
+        self.writer.write_table(table)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _parquet_part(path: Path, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def write_output(path: str | Path | Any, frame: pd.DataFrame, label_name: str, series_col: str | None) -> None:
@@ -78,7 +160,7 @@ def model_id(path: str | Path) -> str:
 def bound(destination: Any, loaded: str, d: Any) -> Any:
     """A database destination keyed by `loaded` (the id of the checkpoint bytes predict loaded, not of whatever
     the file holds by the time rows are written) and waiting at most `d.timeout` (data.timeout); a path as it is."""
-    if destination is None or isinstance(destination, str | Path):
+    if not hasattr(destination, "loaded"):  # a file or a folder: no rows to key
         return destination
     from lstmcast.config import timeout_seconds
 

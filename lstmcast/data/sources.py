@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,74 @@ def read_source(source: Source, wanted: list[str], numeric: list[str], timestamp
     if kind == "parquet":
         return _read_parquet(source, wanted, numeric, timestamp)
     return _read_sql(source, wanted, numeric, timestamp)
+
+
+def batches(
+    source: Source, wanted: list[str], numeric: list[str], timestamp: str | None, series_id: str | None, rows: int
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The source as frames of whole series, each about `rows` rows (one series may make it longer), with the
+    number of its first row. A Parquet file or folder streams (memory bounded by a batch, not by the data);
+    a CSV or a query is one frame. A series whose rows come back after other series' rows were passed on
+    is a DataError: the rows of a series must be together (a data set partitioned or sorted by series)."""
+    if source.kind != "parquet" or series_id is None:
+        yield source.first_row, read_source(source, wanted, numeric, timestamp)
+        return
+    source.require()
+    yield from _Batcher(source, wanted, numeric, timestamp, series_id, rows).run()
+
+
+class _Batcher:
+    """Parquet record batches → frames of whole series: the last series of a frame waits for its other rows."""
+
+    def __init__(
+        self, source: Source, wanted: list[str], numeric: list[str], timestamp: str | None, series_id: str, rows: int
+    ) -> None:
+        self.source, self.wanted, self.numeric, self.timestamp = source, wanted, numeric, timestamp
+        self.series_id, self.rows = series_id, max(1, rows)
+        self.pending: list[pd.DataFrame] = []
+        self.pending_rows, self.first = 0, 1  # the global number of the first pending row
+        self.passed = np.zeros(0, np.uint64)  # hashes of the series already passed on, sorted
+
+    def run(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        for chunk in _parquet_chunks(self.source, self.wanted, self.numeric, self.timestamp):
+            self.pending.append(chunk)
+            self.pending_rows += len(chunk)
+            if self.pending_rows >= self.rows:
+                yield from self._emit(final=False)
+        if self.pending_rows:
+            yield from self._emit(final=True)
+        elif self.first == 1:
+            raise DataError(f"{self.source} has no rows — it needs at least one")
+
+    def _emit(self, final: bool) -> Iterator[tuple[int, pd.DataFrame]]:
+        frame = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        ids = frame[self.series_id]
+        cut = len(frame)
+        if not final:  # the last series may go on in the next chunk: it waits
+            last = ids.iloc[-1]
+            tail = (ids != last).to_numpy(dtype=bool, na_value=True)[::-1]
+            cut = len(frame) - (int(np.argmax(tail)) if tail.any() else len(frame))
+            if cut == 0:
+                self.pending = [frame]
+                return
+        self._check_new(ids.iloc[:cut], self.first)
+        yield self.first, frame.iloc[:cut]
+        self.pending = [frame.iloc[cut:].reset_index(drop=True)] if cut < len(frame) else []
+        self.pending_rows, self.first = len(frame) - cut, self.first + cut
+
+    def _check_new(self, ids: pd.Series, first: int) -> None:
+        """No series of this frame was passed on before; then remember them."""
+        distinct = pd.Series(ids.unique()).astype(str).to_numpy(dtype=object)
+        hashes = pd.util.hash_array(distinct)
+        seen = np.isin(hashes, self.passed)
+        if seen.any():
+            row = int(np.flatnonzero((ids == distinct[np.flatnonzero(seen)[0]]).to_numpy(dtype=bool))[0])
+            raise DataError(
+                f"{self.source}: row {first + row}: series {shown(ids.iloc[row])} comes back after rows of other series "
+                "— predict reads a Parquet data set a batch of whole series at a time: keep each series' rows together "
+                "(partition or sort the data set by series), or read it with --engine ray, which regroups it"
+            )
+        self.passed = np.union1d(self.passed, hashes)
 
 
 # ---------------------------------------------------------------------------- converting batches
@@ -245,6 +314,36 @@ def _read_parquet(source: Source, wanted: list[str], numeric: list[str], timesta
     if columns is None:  # a folder named *.parquet with no Parquet file in it
         raise DataError(f"data folder {path} holds no Parquet files (*.parquet) — give the file or folder holding them")
     return columns.frame(source)
+
+
+def _parquet_chunks(
+    source: Source, wanted: list[str], numeric: list[str], timestamp: str | None
+) -> Iterator[pd.DataFrame]:
+    """A Parquet file or folder as converted frames of at most READ_CHUNK rows (files in name order, same schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(source.location)
+    files = _parquet_files_in(path) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"data folder {path} holds no Parquet files (*.parquet) — give the file or folder holding them")
+    schema = None
+    for file in files:
+        f, stat = open_regular(file)
+        with f:
+            pf = _parquet_file(pq, pa, f, file)
+            schema = _check_schema(file, pf.schema_arrow, wanted, schema)
+            for group in range(pf.num_row_groups):
+                where, first = f"{file}: row group {group}", 1
+                try:
+                    for batch in pf.iter_batches(batch_size=READ_CHUNK, row_groups=[group], columns=wanted):
+                        columns = _Columns(wanted, numeric, timestamp, batch.num_rows)
+                        columns.add(batch.to_pandas(date_as_object=False), where, first)
+                        first += batch.num_rows
+                        yield columns.frame(file)
+                except (pa.ArrowException, OSError) as exc:
+                    raise DataError(f"{where}: cannot read it ({_first_line(exc)}) — the file may be damaged") from None
+            check_unchanged(f, file, stat)
 
 
 def _parquet_file(pq: Any, pa: Any, f: Any, file: Path) -> Any:

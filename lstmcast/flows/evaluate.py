@@ -15,7 +15,7 @@ import numpy as np
 
 from lstmcast.atomic import check_targets, write_text
 from lstmcast.data import calendar, sources
-from lstmcast.data.frame import Panel, Series
+from lstmcast.data.panel import Panel, Series
 from lstmcast.errors import DataError, shown
 from lstmcast.forecast import backtest, partition, serve
 from lstmcast.learn.dataset import Dataset

@@ -70,8 +70,9 @@ def _gate_report(ckpt: Checkpoint, model: Forecaster, data_path: Path, reporter:
     spec = model.spec
     window = spec.lookback + spec.horizon
     source = sources.within(data_path, ckpt.config.data)  # a database waits at most data.timeout
-    panel = [(sid, s) for sid, s in partition.read_like_training(ckpt, source, reporter) if s.rows >= window]
-    if not panel:
+    panel = partition.read_like_training(ckpt, source, reporter)
+    panel = panel.take(np.flatnonzero(panel.lengths >= window))
+    if not len(panel):
         raise DataError(f"{data_path}: no series has {window} rows (lookback + horizon) — supply more")
     ds = partition.dataset_for(ckpt, model.spec, panel, reporter)
     valid = np.concatenate([np.arange(ds.offsets[i], ds.offsets[i + 1] - window + 1) for i in range(len(ds.ids))])

@@ -1,11 +1,16 @@
-"""`lstmcast predict`: the horizon after every series' last row, written as a file or rows, and archived.
+"""`lstmcast predict`: the horizon after every series' last row, written as a file, a data set or rows, and archived.
 
-model.pt + data ──read as in training──▶ series ──forecast.partition──▶ forecasts in original units,
-a forecaster per series ──sinks──▶ CSV · Parquet · table [──▶ the archive] [──▶ a plot]
+model.pt + data ──read as in training, a batch of whole series at a time (a Parquet data set streams)──▶
+series ──forecast.partition──▶ forecasts in original units, a forecaster per series ──sinks──▶
+CSV · Parquet · a Parquet data set (a folder) · table [──▶ the archive] [──▶ a plot]
+
+The output appears whole or not at all: a batch that fails ends the run with nothing written.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,15 +19,19 @@ import numpy as np
 
 from lstmcast.atomic import check_targets, render_path
 from lstmcast.config import quantile_levels
-from lstmcast.data import archive, calendar, db, frame, sinks, sources
-from lstmcast.errors import ConfigError, OutputError
+from lstmcast.data import archive, calendar, db, sinks, sources
+from lstmcast.data.frame import read_batches
+from lstmcast.data.panel import Panel
+from lstmcast.errors import ConfigError, DataError, OutputError, shown
 from lstmcast.forecast import partition, serve
+from lstmcast.forecast.partition import Forecast, Predictor
 from lstmcast.learn.device import use_threads
 from lstmcast.model import checkpoint
 from lstmcast.model.checkpoint import Checkpoint
 from lstmcast.report import Reporter
 
 MAX_PLOTTED_SERIES = 6  # panels in one predict --plot
+BATCH_ROWS = 2_000_000  # input rows read, validated and forecast at a time (whole series): bounds the memory
 
 
 @dataclass
@@ -34,6 +43,56 @@ class PredictOutcome:
     series: int = 1
     written: dict[str, Path] = field(default_factory=dict)  # every file written, by what it holds
     served: dict[str, Any] = field(default_factory=dict)  # series per forecaster, and why baselines serve some
+
+
+@dataclass
+class _Run:
+    """What a predict run gathers over its batches: how many series, who served them, what to archive."""
+
+    predictor: Predictor
+    source: Any
+    only: list[str] | None
+    keep_tables: bool  # the archive needs every forecast; otherwise only who served which series is kept
+    series: int = 0  # series forecast
+    seen: int = 0  # series in the data (before --series)
+    examples: list[str] = field(default_factory=list)  # a few of them, for a --series that is not there
+    filled: list[int] = field(default_factory=lambda: [0, 0])
+    last: int | None = None
+    parts: list[Forecast] = field(default_factory=list)
+    found: set[str] = field(default_factory=set)  # the --series found so far
+    plotted: tuple[Panel, Forecast] | None = None
+
+    def batches(self, batch_rows: int) -> Iterator[Forecast]:
+        """Each batch of whole series, read as in training, forecast."""
+        d = self.predictor.ckpt.config.data
+        for panel in read_batches(d, self.source, batch_rows, **self.predictor.rules()):
+            self.seen += len(panel)
+            self.examples = self.examples or sorted(str(s) for s in panel.ids)[:3]
+            if self.only:
+                panel = panel.take(np.flatnonzero(np.isin(np.asarray(panel.ids, dtype=object), self.only)))
+                self.found.update(str(s) for s in panel.ids)
+                if not len(panel):
+                    continue
+            made = self.predictor.forecast(panel, None, self.source)
+            self._count(panel, made)
+            yield made
+
+    def _count(self, panel: Panel, made: Forecast) -> None:
+        self.series += len(panel)
+        self.filled[0] += int(panel.filled_rows.sum())
+        self.filled[1] += int(panel.filled_cells.sum())
+        last = int(made.labels.values[:, -1].max())
+        self.last = last if self.last is None else max(self.last, last)
+        self.parts.append(made if self.keep_tables else partition.served_only(made))
+        if self.plotted is None:
+            self.plotted = (panel, made)
+
+    def check_found(self) -> None:
+        """Every --series was in the data."""
+        absent = [sid for sid in self.only or [] if sid not in self.found]
+        if absent:
+            examples = ", ".join(shown(sid, 40) for sid in self.examples)
+            raise DataError(f"{self.source}: no series {shown(absent[0])} — it has {self.seen} series, e.g. {examples}")
 
 
 def predict(
@@ -48,6 +107,7 @@ def predict(
     select: str | None = None,
     archive_flag: str | None = None,
     no_archive: bool = False,
+    batch_rows: int = BATCH_ROWS,
 ) -> PredictOutcome:
     """Forecast the horizon after each series' last row; write it (and the plot when asked); archive it.
 
@@ -57,35 +117,52 @@ def predict(
     """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
-        ckpt, loaded = checkpoint.load_with_id(ckpt_path)  # the id of exactly the bytes loaded keys every row
-        model = ckpt.forecaster()
-        store = _archive_for(ckpt, archive_flag, no_archive)
-        source, out_path = sources.within(source, ckpt.config.data), sinks.bound(out_path, loaded, ckpt.config.data)
-        panel = partition.read_like_training(ckpt, source, reporter, only, future_rows=model.spec.horizon)
-    use_threads(ckpt.config.train)
-    fallback, select = fallback or ckpt.config.predict.fallback, select or ckpt.config.train.select
-    made = partition.forecast(ckpt, model, panel, reporter, fallback=fallback, select=select, source=source)
-    labels, table = made.labels, made.table
+        predictor, loaded = _load(ckpt_path, fallback, select)  # the id of exactly the bytes loaded keys every row
+        store = _archive_for(predictor.ckpt, archive_flag, no_archive)
+        source, out_path = _bound(predictor, loaded, source, out_path)
+    use_threads(predictor.ckpt.config.train)
+    run = _Run(predictor, source, only, keep_tables=store is not None)
+    batches = run.batches(batch_rows)
+    with reporter.timed("forecast"):
+        first = next(batches, None)
+    if first is None:  # only --series can leave nothing to forecast
+        run.check_found()
+        raise DataError(f"{source}: none of the series of --series is in the data")
     out = (
-        render_path(out_path, origin=labels[0][0]) if out_path is not None else Path(ckpt_path).parent / "forecast.csv"
+        render_path(out_path, origin=first.labels.first())
+        if out_path is not None
+        else Path(ckpt_path).parent / "forecast.csv"
     )
-    d = ckpt.config.data
-    series_col = d.series_id if ckpt.series or len(panel) > 1 else None
-    ids = [sid for sid, _ in panel]
-    with reporter.timed("write"):
-        sinks.write_forecast(out, labels, made.columns, table, d.timestamp or "step", ids, series_col, made.plan.names)
+    d = predictor.ckpt.config.data
+    series_col = d.series_id if predictor.ckpt.series or len(first.ids) > 1 else None
+    with reporter.timed("write"), sinks.streamed(out, d.timestamp or "step", series_col) as write:
+        for made in itertools.chain([first], batches):
+            write(predictor.frame(made))
+    run.check_found()
+    merged = partition.join(run.parts)
+    _report(run, merged, reporter)
     written: dict[str, Any] = {"forecast": out}
     if store is not None:
         with reporter.timed("archive"):
-            rows = _archive_run(store, ckpt, (ckpt_path, loaded), panel, labels, table, made.plan.names, out)
+            rows = _archive_run(store, predictor, merged, out, loaded)
         reporter.info(f"archived {rows} forecast rows in {store}")
         written["archive"] = db.redacted(store.url)
-    if plot is not None:
-        _plot_forecast(plot, ckpt, panel, labels, made.columns, table, reporter)
+    if plot is not None and run.plotted is not None:
+        _plot_forecast(plot, predictor.ckpt, *run.plotted, reporter)
         written["plot"] = plot
-    last = max(lab[-1] for lab in labels)
-    served = {"forecasters": made.plan.counts(), "not_model": serve.examples(made.plan, panel)}
-    return PredictOutcome(out, model.spec.horizon, str(labels[0][0]), str(last), len(panel), written, served)
+    served = {"forecasters": merged.plan.counts(), "not_model": serve.examples(merged.plan, merged.ids)}
+    last = first.labels.label(int(run.last or 0))
+    return PredictOutcome(
+        out, predictor.spec.horizon, str(first.labels.first()), str(last), run.series, written, served
+    )
+
+
+def _report(run: _Run, merged: Forecast, reporter: Reporter) -> None:
+    """The run's log lines: filled gaps, series scaled by their own history, baselines serving some series."""
+    rows, cells = run.filled
+    if rows or cells:
+        reporter.info(f"filled {rows} missing rows and {cells} empty cells ({run.predictor.ckpt.config.data.missing})")
+    partition.describe(merged, reporter, run.series)
 
 
 def _archive_for(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archive | None:
@@ -99,41 +176,47 @@ def _archive_for(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archi
     return store
 
 
-def _archive_run(
-    store: archive.Archive,
-    ckpt: Checkpoint,
-    issued_by: tuple[Path, str],  # the checkpoint's path and the id of the bytes loaded from it
-    panel: frame.Panel,
-    labels: list[Any],
-    table: np.ndarray,
-    forecasters: list[str],
-    out: Any,
-) -> int:
+def _load(path: Path, fallback: str | None, select: str | None) -> tuple[Predictor, str]:
+    """`Predictor.load`, and the model id of exactly the bytes it read (`checkpoint.load_with_id`): a promote
+    swapping model.pt meanwhile cannot make the archive or a forecast table name another model."""
+    ckpt, loaded = checkpoint.load_with_id(path)
+    fallback, select = fallback or ckpt.config.predict.fallback, select or ckpt.config.train.select
+    return Predictor(Path(path), ckpt, ckpt.forecaster(), fallback, select), loaded
+
+
+def _bound(predictor: Predictor, loaded: str, source: Any, out: Any) -> tuple[Any, Any]:
+    """The source and a forecast table waiting at most the checkpoint's data.timeout; the table's rows keyed by
+    the id of the bytes loaded."""
+    data = predictor.ckpt.config.data
+    return sources.within(source, data), sinks.bound(out, loaded, data)
+
+
+def _archive_run(store: archive.Archive, predictor: Predictor, made: Forecast, out: Any, loaded: str) -> int:
     """Record this run's forecasts; a failure says the forecast itself was written."""
+    ckpt = predictor.ckpt
     d, nt = ckpt.config.data, len(ckpt.targets)
     levels = {}
     if ckpt.scaler.kind == "standard":
-        for sid, _ in panel:
-            stats = ckpt.scaler.stats(sid)
-            if stats is not None:
-                levels["" if sid is None else str(sid)] = [stats.mean[:nt].tolist(), stats.std[:nt].tolist()]
-    times = [lab.tz_convert("UTC").tz_localize(None) if lab.tz is not None else lab for lab in labels]
+        mean, std, unseen = ckpt.scaler.lookup(made.ids)
+        for k in np.flatnonzero(~unseen).tolist():
+            sid = made.ids[k]
+            levels["" if sid is None else str(sid)] = [mean[k, :nt].tolist(), std[k, :nt].tolist()]
     run = archive.Issued(
-        model_id=issued_by[1],
-        checkpoint=str(Path(issued_by[0]).resolve()),
+        model_id=loaded,
+        checkpoint=str(Path(predictor.path).resolve()),
         freq=str(ckpt.freq),
         season=calendar.season_length(ckpt.freq),
-        horizon=table.shape[1],
+        horizon=made.table.shape[1],
         timestamp_col=str(d.timestamp),
         series_col=d.series_id,
         targets=list(ckpt.targets),
         quantiles=list(quantile_levels(ckpt.config.train)),
         levels=levels,
-        ids=["" if sid is None else str(sid) for sid, _ in panel],
-        times=times,
-        values=table,
-        forecasters=forecasters,
-        time_zone="" if labels[0].tz is None else str(labels[0].tz),
+        ids=["" if sid is None else str(sid) for sid in made.ids],
+        times=made.labels.utc(),
+        values=made.table,
+        forecasters=made.plan.names,
+        time_zone="" if made.labels.tz is None else str(made.labels.tz),
     )
     try:
         return store.record(run)
@@ -141,15 +224,7 @@ def _archive_run(
         raise OutputError(f"the forecast was written to {out}, but {exc}") from None
 
 
-def _plot_forecast(
-    path: Path,
-    ckpt: Checkpoint,
-    panel: frame.Panel,
-    labels: list[Any],
-    columns: list[str],
-    table: np.ndarray,
-    reporter: Reporter,
-) -> None:
+def _plot_forecast(path: Path, ckpt: Checkpoint, panel: Panel, made: Forecast, reporter: Reporter) -> None:
     """The recent history and the forecast of the first series (or those chosen with --series), named."""
     from lstmcast.forecast.plots import ForecastPanel, plot_forecast
 
@@ -157,12 +232,16 @@ def _plot_forecast(
         reporter.warning(
             f"--plot draws the first {MAX_PLOTTED_SERIES} of {len(panel)} series; choose others with --series"
         )
-    nt, horizon = len(ckpt.targets), len(labels[0])
+    nt, horizon = len(ckpt.targets), made.table.shape[1]
     panels = []
-    for i, (sid, series) in enumerate(panel[: MAX_PLOTTED_SERIES if len(panel) > 1 else 1]):
+    for i in range(MAX_PLOTTED_SERIES if len(panel) > 1 else 1):
+        if i >= len(panel):
+            break
+        sid, series = panel[i]
         recent = slice(max(0, series.rows - 3 * horizon), series.rows)
         history_x = series.index[recent] if series.index is not None else np.arange(series.rows)[recent]
         title = "" if sid is None else f"series {sid}"
-        columns_i = dict(zip(columns, table[i].T, strict=True))
-        panels.append(ForecastPanel(title, history_x, series.values[recent, :nt], labels[i], columns_i, ckpt.targets))
+        columns_i = dict(zip(made.columns, made.table[i].T, strict=True))
+        labels = made.labels.of(i)
+        panels.append(ForecastPanel(title, history_x, series.values[recent, :nt], labels, columns_i, ckpt.targets))
     plot_forecast(path, panels)

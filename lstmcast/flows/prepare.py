@@ -14,19 +14,22 @@ from typing import Any
 import numpy as np
 
 from lstmcast.config import Config
-from lstmcast.data import calendar, frame, sources
+from lstmcast.data import calendar, sources
 from lstmcast.data.frame import read_data, report_filled
-from lstmcast.errors import ConfigError, DataError, shown
+from lstmcast.data.panel import Panel
+from lstmcast.errors import ConfigError, shown
 from lstmcast.learn import resources
 from lstmcast.learn.device import device_for
-from lstmcast.learn.split import Split, check_length, origins
+from lstmcast.learn.split import Split, check_length
+from lstmcast.learn.split import by_length as split_by_length
+from lstmcast.learn.split import parts as split_parts
 from lstmcast.model.lstm import Dims, expected_shapes, spec_for
 from lstmcast.report import Reporter
 
 
 @dataclass
 class Prepared:
-    panel: frame.Panel
+    panel: Panel
     splits: list[Split]
     data_path: sources.Source
     calendar: list[str]
@@ -34,11 +37,11 @@ class Prepared:
 
     @property
     def rows(self) -> int:
-        return sum(series.rows for _, series in self.panel)
+        return len(self.panel.values)
 
     @property
     def freq(self) -> str | None:
-        return self.panel[0][1].freq
+        return self.panel.freq
 
 
 def prepare(cfg: Config, reporter: Reporter) -> Prepared:
@@ -53,26 +56,23 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
     data_path = sources.within(sources.source_of(d.path, d.query), d)  # a database waits at most data.timeout
     panel = read_data(d, data_path, freq=d.freq, start=d.start, end=d.end)
     report_filled(panel, reporter, d.missing)
-    kept, splits, skipped = [], [], []
-    for sid, series in panel:
-        where = str(data_path) if len(panel) == 1 else ""
-        try:
-            splits.append(check_length(series.rows, w.lookback, w.horizon, d.split.val, d.split.test, where))
-            kept.append((sid, series))
-        except DataError:
-            if len(panel) == 1:
-                raise
-            skipped.append(str(sid))
-    if not kept:
-        longest = max(series.rows for _, series in panel)
+    if len(panel) == 1:  # one series too short is the error, named by its source
+        check_length(int(panel.lengths[0]), w.lookback, w.horizon, d.split.val, d.split.test, str(data_path))
+    found = split_by_length(panel.lengths, w.lookback, w.horizon, d.split.val, d.split.test)
+    fits = np.array([split is not None for split in found], dtype=bool)
+    if not fits.any():
+        longest = int(panel.lengths.max())
         check_length(longest, w.lookback, w.horizon, d.split.val, d.split.test, f"{data_path}: the longest series")
+    skipped = [str(panel.ids[k]) for k in np.flatnonzero(~fits).tolist()]
+    kept = panel if fits.all() else panel.take(np.flatnonzero(fits))
+    splits = [split for split in found if split is not None]
     if skipped:
         reporter.info(
             f"skipped {len(skipped)} of {len(panel)} series too short for lookback + horizon in every split "
             f"(e.g. {', '.join(shown(s, 40) for s in skipped[:3])}; all are listed in metrics.json)"
         )
         reporter.detail(f"series skipped as too short: {', '.join(shown(s, 80) for s in skipped)}")
-    names = calendar.calendar_names(d.calendar, kept[0][1].freq) if d.timestamp else []
+    names = calendar.calendar_names(d.calendar, kept.freq) if d.timestamp else []
     return Prepared(kept, splits, data_path, names, skipped)
 
 
@@ -105,12 +105,12 @@ def check_memory(cfg: Config, prep: Prepared, dims: Dims) -> None:
     )
 
 
-def data_fingerprint(panel: frame.Panel) -> str:
+def data_fingerprint(panel: Panel) -> str:
     """A digest of the series' ids and values: --resume must continue on the same data."""
     digest = hashlib.sha256()
-    for sid, series in panel:
-        digest.update(f"{sid}".encode())
-        digest.update(np.ascontiguousarray(series.values).data)  # the bytes, without copying them
+    digest.update("\x00".join(str(sid) for sid in panel.ids).encode())
+    digest.update(np.ascontiguousarray(panel.offsets).data)
+    digest.update(np.ascontiguousarray(panel.values).data)  # the bytes, without copying them
     return digest.hexdigest()[:16]
 
 
@@ -120,10 +120,9 @@ def validate(cfg: Config, reporter: Reporter) -> dict[str, Any]:
     prep = prepare(cfg, reporter)
     check_memory(cfg, prep, model_dims(cfg, prep))
     w = cfg.window
-    windows = {"train": 0, "val": 0, "test": 0}
-    for split in prep.splits:
-        for k, v in origins(split, w.lookback, w.horizon, w.stride).items():
-            windows[k] += len(v)
+    windows = {
+        k: len(v) for k, v in split_parts(prep.splits, prep.panel.offsets, w.lookback, w.horizon, w.stride).items()
+    }
     first = prep.panel[0][1]
     summary: dict[str, Any] = {"data": str(prep.data_path), "rows": prep.rows, "freq": prep.freq or "steps"}
     if len(prep.panel) > 1:
@@ -132,9 +131,7 @@ def validate(cfg: Config, reporter: Reporter) -> dict[str, Any]:
         summary["period"] = f"{first.label(0)} … {first.label(first.rows - 1)}"
         sp = prep.splits[0]
         summary["split rows"] = f"train {sp.train}, validation {sp.val}, test {sp.test}"
-    summary["filled"] = (
-        f"{sum(s.filled_rows for _, s in prep.panel)} rows, {sum(s.filled_cells for _, s in prep.panel)} cells"
-    )
+    summary["filled"] = f"{int(prep.panel.filled_rows.sum())} rows, {int(prep.panel.filled_cells.sum())} cells"
     summary["calendar"] = ", ".join(prep.calendar) or "none"
     summary["windows"] = ", ".join(f"{k} {v}" for k, v in windows.items())
     if prep.skipped:

@@ -50,8 +50,8 @@ def data_facts(d: DataConfig) -> DataFacts:
     if d.path is None:
         raise ConfigError("data.path is not set — add it to the config")
     panel = read_data(d, within(source_of(d.path, d.query), d), freq=d.freq, start=d.start, end=d.end)
-    lengths = np.array([s.rows for _, s in panel])
-    freq = panel[0][1].freq
+    lengths = panel.lengths
+    freq = panel.freq
     return DataFacts(
         freq=freq,
         season=calendar.season_length(freq),
@@ -59,7 +59,7 @@ def data_facts(d: DataConfig) -> DataFacts:
         shortest=int(lengths.min()),
         median=int(np.median(lengths)),
         rows=int(lengths.sum()),
-        filled=int(sum(s.filled_rows for _, s in panel)),
+        filled=int(panel.filled_rows.sum()),
     )
 
 

@@ -281,7 +281,7 @@ class _Run:
         write_text(self.out_dir / "metrics.json", to_json(scores, indent=2) + "\n")
         history = [_history_row(k, p) for k, r in enumerate(self.results) for p in r.history]
         sinks.write_frame(self.out_dir / "history.csv", sinks.table(history))
-        ids = [sid for sid, _ in prep.panel]
+        ids = list(prep.panel.ids)
         path = self.out_dir / "model.pt"
         checkpoint.save(
             path,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmcast.data.panel import ranges
 from lstmcast.forecast import baselines, metrics
 from lstmcast.learn import scaling
 from lstmcast.learn.dataset import Dataset
@@ -63,39 +64,45 @@ def _thinned(runs: Runs, most: int) -> np.ndarray:
 def select(model: Forecaster, ds: Dataset, season: int) -> Selection | None:
     """Every forecaster's validation MASE on every series, on the same windows (None without validation).
 
-    At most SELECT_WINDOWS windows per series. Each series' scale is the in-sample error of its rows before its first validation origin, so
-    the mean over series compares forecasters across series of any size.
+    At most SELECT_WINDOWS windows per series. Each series' scale is the in-sample error of its rows
+    before its first validation origin, so the mean over series compares forecasters across series of
+    any size. All series at once: no loop over series (the choice is `baselines.decide_many`).
     """
     origins = _thinned(ds.parts["val"], SELECT_WINDOWS)
     if not len(origins):
         return None
     bt = run(model, ds, origins)
-    nt = bt.actual.shape[-1]
+    nt, horizon = bt.actual.shape[-1], bt.actual.shape[1]
     candidates = {
         "model": bt.forecast,
-        **baselines.forecasts(ds.values[:, :nt], origins, bt.actual.shape[1], season, ds.offsets[bt.series]),
+        **baselines.forecasts(ds.values[:, :nt], origins, horizon, season, ds.offsets[bt.series]),
     }
-    scores: dict[str, list[float | None]] = {name: [None] * len(ds.ids) for name in candidates}
-    scales, per_series, served = np.ones((len(origins), nt)), [], np.unique(bt.series)
-    for s in served:
-        rows = bt.series == s
-        first = bt.origins[rows][0]
-        scale = baselines.scale(ds.values[ds.offsets[s] : first, :nt], season)
-        scales[rows] = scale
-        blocks = (bt.origins[rows] - first) // bt.actual.shape[1]  # non-overlapping spans of `horizon` origins
-        means = {}
-        for name, f in candidates.items():
-            loss = (np.abs(f[rows] - bt.actual[rows]) / scale).mean(axis=(1, 2))
-            scores[name][s], means[name] = float(loss.mean()), baselines.block_means(loss, blocks)
-        per_series.append(means)
-    default, own = baselines.decide(per_series)
-    chosen = [default] * len(ds.ids)  # a series without validation windows follows the panel
-    for s, name in zip(served, own, strict=True):
-        chosen[s] = name
+    served, begin, counts = np.unique(bt.series, return_index=True, return_counts=True)  # origins come series by series
+    first = bt.origins[begin]
+    before = first - ds.offsets[served]  # each series' rows before its first validation origin
+    history = ranges(ds.offsets[served], before)
+    scale = baselines.scale_many(ds.values[history, :nt], np.concatenate([[0], np.cumsum(before)]), season)
+    scales = np.repeat(scale, counts, axis=0)  # (origins, nt)
+    blocks = (bt.origins - np.repeat(first, counts)) // horizon  # non-overlapping spans of `horizon` origins
+    width = int(blocks.max()) + 1
+    found, block_of = np.unique(np.repeat(np.arange(len(served)), counts) * width + blocks, return_inverse=True)
+    per_block = np.bincount(block_of)  # origins in each block, blocks series by series
+    block_counts = np.bincount(found // width, minlength=len(served))  # blocks of each series
+    scores: dict[str, list[float | None]] = {}
+    means: dict[str, np.ndarray] = {}
+    for name, f in candidates.items():
+        loss = (np.abs(f - bt.actual) / scales[:, None, :]).mean(axis=(1, 2))
+        values = np.full(len(ds.ids), None, dtype=object)
+        values[served] = baselines.by_count(loss, counts, np.mean).tolist()
+        scores[name] = values.tolist()
+        means[name] = np.bincount(block_of, weights=loss) / per_block
+    default, own = baselines.decide_many(means, block_counts)
+    chosen = np.full(len(ds.ids), default, dtype=object)  # a series without validation windows follows the panel
+    chosen[served] = own
     spread = {}
     if bt.quantiles is not None:
         spread = {n: baselines.residual_spread(candidates[n], bt.actual, scales, bt.levels) for n in BASELINES}
-    return Selection(list(ds.ids), scores, chosen, default, len(origins), spread)
+    return Selection(list(ds.ids), scores, chosen.tolist(), default, len(origins), spread)
 
 
 def _pick(candidates: dict[str, np.ndarray], series: np.ndarray, choice: list[str]) -> np.ndarray:

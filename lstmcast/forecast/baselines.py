@@ -18,8 +18,11 @@ series with the model (test MAE 1.008 × naive).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from lstmcast.data.panel import by_length
 from lstmcast.forecast import metrics
 from lstmcast.vocabulary import BASELINES, FORECASTERS
 
@@ -48,6 +51,18 @@ def scale(history: np.ndarray, season: int) -> np.ndarray:
     spread = history.std(axis=0) if len(history) > 1 else np.full(history.shape[1], np.nan)
     s = np.where(np.isfinite(s) & (s > 0), s, spread)
     return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+
+
+def scale_many(values: np.ndarray, offsets: np.ndarray, season: int) -> np.ndarray:
+    """(series, columns) `scale` of every series (series k: rows offsets[k]:offsets[k + 1]), as one by one."""
+
+    def of(block: np.ndarray) -> np.ndarray:
+        s = metrics.mase_scales(block, season)
+        spread = block.std(axis=1) if block.shape[1] > 1 else np.full(s.shape, np.nan)
+        s = np.where(np.isfinite(s) & (s > 0), s, spread)
+        return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+
+    return by_length(offsets, values, of)
 
 
 # One-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal's 1.645).
@@ -91,6 +106,45 @@ def decide(series_means: list[dict[str, np.ndarray]]) -> tuple[str, list[str]]:
     pooled = {n: np.concatenate([m[n] for m in series_means]) for n in FORECASTERS}
     default = better_than("model", pooled) if len(series_means) else "model"
     return default, [better_than(default, m) for m in series_means]
+
+
+def by_count(values: np.ndarray, counts: np.ndarray, reduce: Any) -> np.ndarray:
+    """`reduce(block, axis=1)` over each group of consecutive `values` (group k: counts[k] of them), groups of one
+    size at a time: numpy's arithmetic for each group is that of the group alone, bit for bit."""
+    starts = np.cumsum(counts) - counts
+    out = np.empty(len(counts))
+    for size in np.unique(counts).tolist():
+        which = np.flatnonzero(counts == size)
+        rows = (starts[which][:, None] + np.arange(size)).ravel()
+        out[which] = reduce(values[rows].reshape(len(which), size), axis=1) if size else np.nan
+    return out
+
+
+def decide_many(block_means: dict[str, np.ndarray], counts: np.ndarray) -> tuple[str, list[str]]:
+    """`decide` for many series at once: `block_means[name]` holds each series' per-block validation losses, series
+    after series (series k: counts[k] blocks). The panel's default first, then each series' own significant evidence."""
+    default = better_than("model", block_means) if len(counts) else "model"
+    gains = {n: block_means[default] - m for n, m in block_means.items() if n != default}
+    means = {n: by_count(g, counts, np.mean) for n, g in gains.items()}
+    own = np.full(len(counts), default, dtype=object)
+    best = np.full(len(counts), -np.inf)
+    for name, gain in gains.items():  # the largest significant saving wins, as `better_than` picks it
+        spread = by_count(
+            gain, counts, lambda x, axis: np.std(x, axis=axis, ddof=1) if x.shape[1] > 1 else np.zeros(len(x))
+        )
+        wins = _significant_many(means[name], spread, counts) & (means[name] > best)
+        own[wins], best[wins] = name, means[name][wins]
+    return default, own.tolist()
+
+
+def _significant_many(mean: np.ndarray, spread: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`significant` for every series at once, from its block mean, spread and number of blocks."""
+    critical = np.array([t95(int(c) - 1) if c >= 2 else np.inf for c in np.unique(counts)])[
+        np.searchsorted(np.unique(counts), counts)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / (spread / np.sqrt(counts))
+    return (counts >= 2) & (mean > 0) & ((spread == 0) | (t > critical))
 
 
 def residual_spread(forecast: np.ndarray, actual: np.ndarray, scales: np.ndarray, levels: list[float]) -> list:

@@ -55,6 +55,20 @@ def mase_scale(history: np.ndarray, season: int) -> np.ndarray:
 _BLOCK = 1 << 16
 
 
+def mase_scales(block: np.ndarray, season: int) -> np.ndarray:
+    """`mase_scale` of each series of a (series, rows, columns) block of equal-length series: (series, columns)."""
+    n, rows, columns = block.shape
+    m = season if rows > season else 1
+    if rows <= m:
+        return np.full((n, columns), np.nan)
+    total = np.zeros((n, columns))
+    for begin in range(m, rows, _BLOCK):
+        part = block[:, begin : begin + _BLOCK]
+        total += np.abs(part - block[:, begin - m : begin - m + part.shape[1]]).sum(axis=1)
+    scale = total / (rows - m)
+    return np.where(scale > 0, scale, np.nan)
+
+
 @dataclass(frozen=True)
 class Metric:
     """One error measure: elementwise terms, averaged, then `finish`ed (RMSE takes the root of the mean)."""

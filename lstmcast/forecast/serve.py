@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from lstmcast.data import calendar, frame
+from lstmcast.data import calendar
+from lstmcast.data.panel import Panel
 from lstmcast.errors import DataError, shown
-from lstmcast.forecast import baselines
+from lstmcast.forecast import baselines, metrics
 from lstmcast.model.checkpoint import Checkpoint
 from lstmcast.model.lstm import ModelSpec
 from lstmcast.vocabulary import FORECASTERS
@@ -47,6 +49,10 @@ class Plan:
     def counts(self) -> dict[str, int]:
         return {name: self.names.count(name) for name in FORECASTERS}
 
+    def served_by(self, name: str) -> np.ndarray:
+        """The positions of the series `name` serves."""
+        return np.flatnonzero(np.asarray(self.names, dtype=object) == name)
+
 
 def fallback_for(ckpt: Checkpoint, fallback: str) -> str:
     """predict.fallback resolved: auto is the baseline with the lower mean validation MASE (seasonal naive without one)."""
@@ -55,34 +61,48 @@ def fallback_for(ckpt: Checkpoint, fallback: str) -> str:
     return ckpt.selection.best_baseline() if ckpt.selection is not None else "seasonal_naive"
 
 
-def plan(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, fallback: str, select: str) -> Plan:
-    """Each series' forecaster before the model runs; `fallback` is resolved (not auto)."""
-    out = Plan(["model"] * len(panel))
-    known = set(ckpt.series or [None])
+def plan(ckpt: Checkpoint, spec: ModelSpec, panel: Panel, fallback: str, select: str) -> Plan:
+    """Each series' forecaster before the model runs; `fallback` is resolved (not auto).
+
+    A series shorter than the lookback, or unseen by a model that learned one vector per series,
+    gets the fallback; otherwise validation's choice for it under train.select: best (a series
+    training never saw: the panel's choice).
+    """
+    n = len(panel)
+    names = np.full(n, "model", dtype=object)
+    reason = np.full(n, "", dtype=object)
+    open_ = np.ones(n, dtype=bool)
+    short = panel.lengths < spec.lookback
+    names[short], reason[short], open_ = fallback, "short", open_ & ~short
+    if spec.embeds:
+        unseen = open_ & (pd.Index(ckpt.series or [None]).get_indexer(list(panel.ids)) < 0)
+        names[unseen], reason[unseen], open_ = fallback, "unseen", open_ & ~unseen
     sel = ckpt.selection
-    for i, (sid, series) in enumerate(panel):
-        if series.rows < spec.lookback:
-            out.move(i, fallback, "short")
-        elif spec.embeds and sid not in known:
-            out.move(i, fallback, "unseen")
-        elif sel is not None and select == "best":
-            chosen = sel.choice(sid, select)
-            if chosen is None and sel.overall(select) != "model":
-                out.move(i, sel.overall(select), "new")
-            elif chosen not in (None, "model"):
-                out.move(i, chosen, "selected")
-    return out
+    if sel is not None and select == "best":
+        where = pd.Index(sel.ids).get_indexer(list(panel.ids))
+        chosen = np.asarray([*sel.chosen, sel.overall(select)], dtype=object)[where]  # −1: a new series
+        new = open_ & (where < 0) & (sel.overall(select) != "model")
+        picked = open_ & (where >= 0) & (chosen != "model")
+        names[new | picked], reason[new], reason[picked] = chosen[new | picked], "new", "selected"
+    return Plan(names.tolist(), _why(reason))
 
 
-def refuse(plan: Plan, panel: frame.Panel, spec: ModelSpec, source: object) -> None:
+def _why(reason: np.ndarray) -> dict[str, list[int]]:
+    """Reason → positions, reasons in the order their first series appears (as the log names them)."""
+    found = {r: np.flatnonzero(reason == r) for r in ("short", "unseen", "new", "selected")}
+    found = {r: where for r, where in found.items() if len(where)}
+    return {r: found[r].tolist() for r in sorted(found, key=lambda r: int(found[r][0]))}
+
+
+def refuse(plan: Plan, panel: Panel, spec: ModelSpec, source: object) -> None:
     """predict.fallback: error — one line naming how many series the model cannot serve, and which."""
     for reason in FALLBACKS:
         where = plan.why.get(reason)
         if not where:
             continue
-        ids = [panel[i][0] for i in where]
+        ids = [panel.ids[i] for i in where]
         which = "the series" if ids[0] is None else f"{len(ids)} series ({_examples(ids)})"
-        detail = f" (e.g. {panel[where[0]][1].rows} rows for lookback {spec.lookback})" if reason == "short" else ""
+        detail = f" (e.g. {panel.lengths[where[0]]} rows for lookback {spec.lookback})" if reason == "short" else ""
         raise DataError(
             f"{which} of {source}: {REASONS[reason]}{detail} — predict.fallback is error; set it (or --fallback) to "
             "seasonal_naive or naive to forecast them with a baseline"
@@ -90,32 +110,31 @@ def refuse(plan: Plan, panel: frame.Panel, spec: ModelSpec, source: object) -> N
         )
 
 
-def examples(plan: Plan, panel: frame.Panel, most: int = 5) -> dict[str, dict[str, object]]:
+def examples(plan: Plan, ids: list[str | None], most: int = 5) -> dict[str, dict[str, object]]:
     """For the log and --json: per reason, how many series and the first few ids."""
     out = {}
     for reason, where in plan.why.items():
-        ids = [panel[i][0] for i in where]
-        out[reason] = {"count": len(ids), "examples": [str(s) for s in ids[:most]]}
+        out[reason] = {"count": len(where), "examples": [str(ids[i]) for i in where[:most]]}
     return out
 
 
-def describe(plan: Plan, panel: frame.Panel, most: int | None = 3) -> list[tuple[str, str]]:
-    """(reason, log line) for each reason a baseline serves some series, naming `most` of them (None: all)."""
+def describe(plan: Plan, ids: list[str | None], series: int, most: int | None = 3) -> list[tuple[str, str]]:
+    """(reason, log line) for each reason a baseline serves some of the `series`, naming `most` of them (None: all)."""
     lines = []
     for reason, where in plan.why.items():
-        ids = [panel[i][0] for i in where]
+        named = [ids[i] for i in (where if most is None else where[:most])]
         names = sorted({plan.names[i] for i in where})
-        who = "the series" if ids == [None] else f"{len(ids)} of {len(panel)} series ({_examples(ids, most)})"
-        lines.append(
-            (reason, f"{who} forecast by {' and '.join(n.replace('_', ' ') for n in names)}: {REASONS[reason]}")
-        )
+        shown_ids = _examples(named, most, len(where))
+        who = "the series" if named == [None] else f"{len(where)} of {series} series ({shown_ids})"
+        served = " and ".join(n.replace("_", " ") for n in names)
+        lines.append((reason, f"{who} forecast by {served}: {REASONS[reason]}"))
     return lines
 
 
 def served_table(
     ckpt: Checkpoint,
     spec: ModelSpec,
-    panel: frame.Panel,
+    panel: Panel,
     plan: Plan,
     fallback: str,
     model_rows: Callable[[list[int]], np.ndarray],
@@ -142,7 +161,7 @@ def served_table(
             table = np.full((len(panel), *rows.shape[1:]), np.nan)
         table[[i for i, name in enumerate(plan.names) if name != "model"]] = rows
     assert table is not None
-    check_finite(table, [sid for sid, _ in panel], source)
+    check_finite(table, list(panel.ids), source)
     return table
 
 
@@ -160,29 +179,40 @@ def check_finite(forecasts: np.ndarray, ids: list[str | None], source: object) -
         )
 
 
-def baseline_table(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, plan: Plan) -> np.ndarray:
-    """(baseline-served series, horizon, columns) forecasts in original units, columns laid out as the model's."""
+def baseline_table(ckpt: Checkpoint, spec: ModelSpec, panel: Panel, plan: Plan) -> np.ndarray:
+    """(baseline-served series, horizon, columns) forecasts in original units, columns laid out as the model's.
+
+    Points repeat the last season (or value) before each series' end; with quantiles, each level
+    adds the baseline's scaled validation residual quantile per step, times the series' scale.
+    """
     horizon, nt, levels, median = spec.horizon, spec.n_targets, list(spec.quantiles), spec.median
     season = calendar.season_length(ckpt.freq)
-    served = [i for i, name in enumerate(plan.names) if name != "model"]
-    names = {plan.names[i] for i in served}
-    spreads = {n: _spread(ckpt, spec, panel, n, season) for n in names} if levels else {}
-    blocks = []
-    for i in served:
-        series, name = panel[i][1], plan.names[i]
-        history = series.values[:, :nt]
-        point = baselines.at_end(history, horizon, name, season)  # (horizon, nt)
-        if not levels:
-            blocks.append(point)
-            continue
-        offsets = spreads[name] * baselines.scale(history, season)[None, :, None]
-        per_level = point[:, :, None] + offsets  # (horizon, nt, Q)
-        per_level[..., median] = point
-        blocks.append(np.concatenate([point, *[per_level[..., q] for q in range(len(levels))]], axis=1))
-    return np.stack(blocks)
+    served = np.flatnonzero(np.asarray(plan.names, dtype=object) != "model")
+    names = np.asarray(plan.names, dtype=object)[served]
+    targets = panel.values[:, :nt]
+    ends, firsts = panel.offsets[1:][served], panel.offsets[:-1][served]
+    points = np.empty((len(served), horizon, nt))
+    for name in sorted(set(names.tolist())):
+        mine = names == name
+        points[mine] = metrics.seasonal_naive(
+            targets, ends[mine], horizon, baselines.season_of(name, season), firsts[mine]
+        )
+    if not levels:
+        return points
+    scales = baselines.scale_many(targets, panel.offsets, season)[served]  # (served, nt)
+    out = np.empty((len(served), horizon, nt * (1 + len(levels))))
+    out[..., :nt] = points
+    for name in sorted(set(names.tolist())):
+        mine = names == name
+        per_level = (
+            points[mine][..., None] + _spread(ckpt, spec, panel, name, season)[None] * scales[mine][:, None, :, None]
+        )
+        per_level[..., median] = points[mine]
+        out[mine, :, nt:] = np.concatenate([per_level[..., q] for q in range(len(levels))], axis=-1)
+    return out
 
 
-def _spread(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, name: str, season: int) -> np.ndarray:
+def _spread(ckpt: Checkpoint, spec: ModelSpec, panel: Panel, name: str, season: int) -> np.ndarray:
     """(horizon, nt, Q) scaled residual quantiles: stored at training, else measured on this data's history."""
     stored = ckpt.selection.spread.get(name) if ckpt.selection is not None else None
     if stored:
@@ -203,8 +233,9 @@ def _spread(ckpt: Checkpoint, spec: ModelSpec, panel: frame.Panel, name: str, se
     return np.asarray(baselines.residual_spread(0.0, np.concatenate(errors), np.concatenate(scales), levels))
 
 
-def _examples(ids: list[str | None], most: int | None = 3) -> str:
-    """The first `most` ids (all with None), and how many more."""
-    most = len(ids) if most is None else most
-    more = f", … {len(ids) - most} more" if len(ids) > most else ""
+def _examples(ids: list[str | None], most: int | None = 3, total: int | None = None) -> str:
+    """The first `most` ids (all with None), and how many more of `total` (default: all `ids`)."""
+    total = len(ids) if total is None else total
+    most = total if most is None else most
+    more = f", … {total - most} more" if total > most else ""
     return ", ".join(shown(s, 40) for s in ids[:most]) + more

@@ -1,8 +1,9 @@
 """A panel of validated series → one scaled tensor, its windows, and which origins belong to which part.
 
-All series are scaled with their own statistics and concatenated; calendar columns are appended
-(unscaled: they already lie in [-1, 1]). Origins are row indices into the concatenation, taken per
-series, so no window ever mixes two series.
+All series are scaled with their own statistics and kept one after another; calendar columns are
+appended (unscaled: they already lie in [-1, 1]). Origins are row indices into the rows, taken per
+series, so no window ever mixes two series. Everything here works on whole arrays across series:
+the cost of a catalogue is in its rows, not in its number of series.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lstmcast.data import frame
-from lstmcast.data.calendar import calendar_features
+from lstmcast.data.calendar import features_at
+from lstmcast.data.panel import Panel, ranges
 from lstmcast.errors import DataError, shown
 from lstmcast.learn import scaling
-from lstmcast.learn.split import Runs, Split, origins
+from lstmcast.learn.split import Runs, Split
+from lstmcast.learn.split import parts as split_parts
 from lstmcast.learn.windows import WindowSet
 
 
 @dataclass
 class Dataset:
     data: WindowSet
-    values: np.ndarray  # (rows, columns) original units, concatenated like `data.rows`
+    values: np.ndarray  # (rows, columns) original units, series after series like `data.rows`
     offsets: np.ndarray  # (series + 1,) first row of each series
     ids: list[str | None]
     parts: dict[str, Runs]  # origins of each split part (empty without splits)
@@ -36,23 +38,36 @@ class Dataset:
         return np.searchsorted(self.offsets, rows, side="right") - 1
 
 
-def fit_scaler(panel: frame.Panel, splits: list[Split], kind: str) -> scaling.Scaler:
+def fit_scaler(panel: Panel, splits: list[Split], kind: str) -> scaling.Scaler:
     """Per-series statistics of each series' training rows only."""
-    stats = []
-    for (sid, series), split in zip(panel, splits, strict=True):
-        try:
-            stats.append(scaling.fit(series.values[: split.train], kind))
-        except FloatingPointError:
-            which = "" if sid is None else f"series {shown(sid)}: "
-            raise DataError(
-                f"{which}values too large to scale (their spread overflows 64-bit floats) — "
-                "check the data for extreme values"
-            ) from None
-    return scaling.combine(kind, [sid for sid, _ in panel], stats)
+    train = np.array([s.train for s in splits], dtype=np.int64)
+    rows = ranges(panel.offsets[:-1], train)
+    mean, std = _fitted(panel, panel.values[rows], np.concatenate([[0], np.cumsum(train)]), kind, np.arange(len(panel)))
+    return scaling.combine(kind, list(panel.ids), mean, std)
+
+
+def _fitted(
+    panel: Panel, values: np.ndarray, offsets: np.ndarray, kind: str, which: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of series `which` of the panel from their `values` rows; a spread beyond float64 names the series."""
+    try:
+        return scaling.fit_many(values, offsets, kind)
+    except FloatingPointError:
+        for k in range(len(offsets) - 1):
+            try:
+                scaling.fit(values[offsets[k] : offsets[k + 1]], kind)
+            except FloatingPointError:
+                sid = panel.ids[int(which[k])]
+                prefix = "" if sid is None else f"series {shown(sid)}: "
+                raise DataError(
+                    f"{prefix}values too large to scale (their spread overflows 64-bit floats) — "
+                    "check the data for extreme values"
+                ) from None
+        raise
 
 
 def assemble(
-    panel: frame.Panel,
+    panel: Panel,
     scaler: scaling.Scaler,
     *,
     lookback: int,
@@ -62,44 +77,51 @@ def assemble(
     splits: list[Split] | None = None,
     stride: int = 1,
     device: torch.device | str = "cpu",
-    series_codes: list[int] | None = None,
+    series_codes: list[int] | np.ndarray | None = None,
+    keep_last: int | None = None,
 ) -> Dataset:
-    """Scale every series with its own statistics, append calendar columns, concatenate, and window.
+    """Scale every series with its own statistics, append calendar columns, and window.
 
     `series_codes` gives each series' embedding index (its position in training) when the model has one.
+    A series the scaler never saw is scaled by its own history. With `keep_last`, only each series' last
+    `keep_last` rows are scaled and kept (a forecast from the end reads no more).
     """
-    blocks, lengths, states, unseen = [], [], [], []
-    for sid, series in panel:
-        try:
-            stats = scaler.stats(sid)
-            if stats is None:  # unseen in training: scaled by its own history
-                stats = scaling.fit(series.values, scaler.kind)
-                unseen.append(str(sid))
-            with np.errstate(over="raise", invalid="raise"):
-                block = scaling.transform(series.values, stats)
-        except FloatingPointError:
-            which = "" if sid is None else f"series {shown(sid)}: "
-            raise DataError(
-                f"{which}values too large for 32-bit floats after scaling (beyond ±3.4e38) — "
-                "check the data for extreme values"
-            ) from None
-        states.append(stats)
-        if calendar:
-            block = np.concatenate([block, calendar_features(series.times(), calendar)], axis=1)
-        blocks.append(block)
-        lengths.append(series.rows)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    single = len(panel) == 1
-    rows = torch.from_numpy(blocks[0] if single else np.concatenate(blocks)).to(device)
-    values = panel[0][1].values if single else np.concatenate([s.values for _, s in panel])
-    per_series = [origins(split, lookback, horizon, stride) for split in splits or []]
-    parts = {k: Runs.join([o[k] for o in per_series], offsets[: len(per_series)]) for k in ("train", "val", "test")}
+    mean, std, unseen = scaler.lookup(list(panel.ids))
+    if unseen.any():
+        which = np.flatnonzero(unseen)
+        rows = ranges(panel.offsets[which], panel.lengths[which])
+        offsets = np.concatenate([[0], np.cumsum(panel.lengths[which])])
+        mean[which], std[which] = _fitted(panel, panel.values[rows], offsets, scaler.kind, which)
+    if keep_last is not None:
+        panel = panel.tail(keep_last)
+    block = _scaled(panel, mean, std)
+    if calendar:
+        block = np.concatenate([block, features_at(panel.row_times(), panel, calendar)], axis=1)
+    rows = torch.from_numpy(block).to(device)
+    parts = split_parts(splits or [], panel.offsets, lookback, horizon, stride)
     series_of_row = None
     if series_codes is not None:
-        counts = torch.as_tensor(lengths, device=device)
-        series_of_row = torch.repeat_interleave(torch.as_tensor(series_codes, device=device), counts)
+        counts = torch.as_tensor(panel.lengths, device=device)
+        series_of_row = torch.repeat_interleave(torch.as_tensor(np.asarray(series_codes), device=device), counts)
     n_future = n_future_features + 2 * len(calendar)  # the last columns: future features, then calendar
-    data = WindowSet(rows, lookback, horizon, panel[0][1].n_targets, n_future, series_of_row)
-    mean = np.array([st.mean for st in states], dtype=np.float64)
-    std = np.array([st.std for st in states], dtype=np.float64)
-    return Dataset(data, values, offsets, [sid for sid, _ in panel], parts, mean, std, unseen)
+    data = WindowSet(rows, lookback, horizon, panel.n_targets, n_future, series_of_row)
+    names = [str(panel.ids[k]) for k in np.flatnonzero(unseen).tolist()]
+    return Dataset(data, panel.values, panel.offsets, list(panel.ids), parts, mean, std, names)
+
+
+def _scaled(panel: Panel, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Every row scaled by its series' statistics, as float32; a value beyond float32 names its series."""
+    series = panel.series_of_rows()
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            return scaling.transform_rows(panel.values, mean, std, series)
+    except FloatingPointError:
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = (panel.values - mean[series]) / std[series]
+        bad = ~np.isfinite(scaled.astype(np.float32)).all(axis=1)
+        sid = panel.ids[int(series[np.flatnonzero(bad)[0]])] if bad.any() else panel.ids[0]
+        which = "" if sid is None else f"series {shown(sid)}: "
+        raise DataError(
+            f"{which}values too large for 32-bit floats after scaling (beyond ±3.4e38) — "
+            "check the data for extreme values"
+        ) from None

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from lstmcast.data.panel import by_length
 
 # A constant column would divide by zero; scaling it by 1 keeps it as an offset.
 _MIN_STD = 1e-8
@@ -41,6 +44,17 @@ class Scaler:
     def columns(self) -> int:
         return len(self.mean[0]) if self.mean else 0
 
+    def lookup(self, ids: list[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(series, columns) means and stds of `ids`, and a mask of the ids the scaler never saw (their rows 0)."""
+        where = pd.Index(self.ids).get_indexer(list(ids)) if self.ids else np.full(len(ids), -1)
+        unseen = where < 0
+        mean = np.zeros((len(ids), self.columns))
+        std = np.ones((len(ids), self.columns))
+        if (~unseen).any():
+            mean[~unseen] = np.asarray(self.mean, dtype=np.float64)[where[~unseen]]
+            std[~unseen] = np.asarray(self.std, dtype=np.float64)[where[~unseen]]
+        return mean, std, unseen
+
     def stats(self, sid: str | None) -> Stats | None:
         """The statistics of series `sid`, or None when the scaler never saw it."""
         k = self._row.get(sid)
@@ -66,9 +80,21 @@ def fit(values: np.ndarray, kind: str = "standard") -> Stats:
     return Stats(mean, np.where(std < _MIN_STD, 1.0, std))
 
 
-def combine(kind: str, ids: list[str | None], stats: list[Stats]) -> Scaler:
+def fit_many(values: np.ndarray, offsets: np.ndarray, kind: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """(series, columns) statistics of each series' rows (series k: rows offsets[k]:offsets[k + 1]), as `fit` gives
+    them one by one. FloatingPointError: some series' values are beyond float64's reach."""
+    n, columns = len(offsets) - 1, values.shape[1]
+    if kind == "none":
+        return np.zeros((n, columns)), np.ones((n, columns))
+    with np.errstate(over="raise", invalid="raise"):
+        mean = by_length(offsets, values, lambda block: block.mean(axis=1))
+        std = by_length(offsets, values, lambda block: block.std(axis=1))
+    return mean, np.where(std < _MIN_STD, 1.0, std)
+
+
+def combine(kind: str, ids: list[str | None], mean: np.ndarray, std: np.ndarray) -> Scaler:
     """One scaler for many series, in the order of `ids`."""
-    return Scaler(kind, list(ids), [s.mean.tolist() for s in stats], [s.std.tolist() for s in stats])
+    return Scaler(kind, list(ids), mean.tolist(), std.tolist())
 
 
 _CHUNK = 1 << 16  # rows scaled at a time: small temporaries, reused from one chunk to the next
@@ -85,6 +111,16 @@ def transform(values: np.ndarray, stats: Stats) -> np.ndarray:
     out = np.empty(values.shape, dtype=np.float32)
     for begin in range(0, len(values), _CHUNK):
         out[begin : begin + _CHUNK] = (values[begin : begin + _CHUNK] - stats.mean) / stats.std
+    return out
+
+
+def transform_rows(values: np.ndarray, mean: np.ndarray, std: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Scale every row (rows, columns) by its series' statistics (`series`: each row's row of `mean`/`std`) to
+    float32, chunk by chunk; the arithmetic of `transform`, for all series at once."""
+    out = np.empty(values.shape, dtype=np.float32)
+    for begin in range(0, len(values), _CHUNK):
+        rows = series[begin : begin + _CHUNK]
+        out[begin : begin + _CHUNK] = (values[begin : begin + _CHUNK] - mean[rows]) / std[rows]
     return out
 
 

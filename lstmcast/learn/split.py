@@ -102,9 +102,13 @@ class Runs:
         return int(self.count.sum())
 
     def array(self) -> np.ndarray:
-        """Every origin, run after run (for the few thousand of a validation or test part)."""
-        pieces = [f + self.step * np.arange(c, dtype=np.int64) for f, c in zip(self.first, self.count, strict=True)]
-        return np.concatenate(pieces) if pieces else np.arange(0)
+        """Every origin, run after run (for a validation or test part)."""
+        count = np.asarray(self.count, dtype=np.int64)
+        total = int(count.sum())
+        if not total:
+            return np.arange(0)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        return np.repeat(np.asarray(self.first, dtype=np.int64), count) + self.step * within
 
     @staticmethod
     def join(runs: Sequence[Runs], offsets: Sequence[int]) -> Runs:
@@ -131,3 +135,35 @@ def origins(split: Split, lookback: int, horizon: int, stride: int = 1) -> dict[
         "val": _run(train_end, val_end - horizon + 1) if split.val else _run(0, 0),
         "test": _run(val_end, split.rows - horizon + 1) if split.test else _run(0, 0),
     }
+
+
+def parts(
+    splits: Sequence[Split], offsets: np.ndarray, lookback: int, horizon: int, stride: int = 1
+) -> dict[str, Runs]:
+    """The origins of each part for series whose rows start at `offsets`, one `Split` each (`origins` of each,
+    joined): computed once per distinct split, so a million series of a few lengths cost a few calls."""
+    distinct: dict[Split, int] = {}
+    codes = np.array([distinct.setdefault(split, len(distinct)) for split in splits], dtype=np.int64)
+    per_split = [origins(split, lookback, horizon, stride) for split in distinct]
+    out = {}
+    for part in ("train", "val", "test"):
+        step = per_split[0][part].step if per_split else 1
+        first = np.array([o[part].first[0] for o in per_split], dtype=np.int64)
+        count = np.array([o[part].count[0] for o in per_split], dtype=np.int64)
+        if not len(codes):
+            out[part] = Runs(np.zeros(0, np.int64), np.zeros(0, np.int64), step)
+            continue
+        out[part] = Runs(np.asarray(offsets[: len(codes)], dtype=np.int64) + first[codes], count[codes], step)
+    return out
+
+
+def by_length(lengths: np.ndarray, lookback: int, horizon: int, val: float, test: float) -> list[Split | None]:
+    """Each series' split (None for one too short for every part), computed once per distinct length."""
+    distinct = np.unique(lengths)
+    found: dict[int, Split | None] = {}
+    for rows in distinct.tolist():
+        try:
+            found[rows] = check_length(rows, lookback, horizon, val, test, "")
+        except DataError:
+            found[rows] = None
+    return [found[rows] for rows in lengths.tolist()]

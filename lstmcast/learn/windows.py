@@ -7,6 +7,7 @@ Windows never cross a series boundary because only origins inside one series are
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,8 +37,10 @@ class WindowSet:
     n_future: int = 0
     series_of_row: torch.Tensor | None = None  # (rows,) int64: which series each row belongs to
 
-    def __post_init__(self) -> None:
-        self.windows = window_view(self.rows, self.lookback + self.horizon)
+    @functools.cached_property
+    def windows(self) -> torch.Tensor:
+        """Every window, as a view (made on first use: a forecast from the end needs none)."""
+        return window_view(self.rows, self.lookback + self.horizon)
 
     def starts(self, origins: np.ndarray) -> torch.Tensor:
         """The first rows of the windows whose first forecast rows are `origins` (on the rows' device)."""
