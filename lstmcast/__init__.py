@@ -7,7 +7,7 @@ The packages follow the data (docs/architecture.md draws them):
 
 Each package imports only those to its left and the base modules at the top of this package
 (`config`, `errors`, `atomic`, `lock`, `report`, `yamlsafe`, `cores`, `vocabulary`, `locations`,
-`extras`), which import only each other; each package's docstring says what it owns and what it
+`durations`, `extras`), which import only each other; each package's docstring says what it owns and what it
 may import, and tests/test_architecture.py holds the code to it.
 
 May import: base.

@@ -259,7 +259,7 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), text=True)
 
 
-def open_append(path: Path) -> int:
+def open_append(path: Path, what: str = "the log file") -> int:
     """A descriptor appending to the regular file at `path` (created if missing; a symbolic link is followed).
 
     Opened without blocking, so a FIFO swapped in after the check cannot hang the run, and checked
@@ -272,7 +272,7 @@ def open_append(path: Path) -> int:
     try:
         fd = os.open(target, flags, 0o666)
     except OSError as exc:
-        raise OutputError(f"cannot open the log file {path}: {exc.strerror or exc} — {advice(exc)}") from None
+        raise OutputError(f"cannot open {what} {path}: {exc.strerror or exc} — {advice(exc)}") from None
     kind = kind_of(os.fstat(fd).st_mode)
     if kind is not None:
         os.close(fd)

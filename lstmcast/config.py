@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lstmcast.durations import DAY, seconds
 from lstmcast.errors import ConfigError, shown
-from lstmcast.locations import is_url
+from lstmcast.locations import absolute, is_url, refuse_secrets
 from lstmcast.vocabulary import ENGINES, FALLBACKS, SELECTIONS
 
 
@@ -76,6 +77,11 @@ class DataConfig:
         path=True,
     )
     query: str | None = knob(None, "with a database URL in data.path: a table name or a SELECT (--query overrides)")
+    timeout: str = knob(
+        "10m",
+        "with a database URL: the longest lstmcast waits for the database to connect (at most 10s) or to answer "
+        "one statement (a lock held elsewhere, a slow view); then one error line, nothing written (90s, 10m, 1h)",
+    )
     series_id: str | None = knob(None, "column naming the series in a long-format CSV; null = one series")
     timestamp: str | None = knob("timestamp", "column holding each row's time; null numbers the rows 0, 1, 2, …")
     target: list[str] = knob([], "column, or list of columns, to forecast (required)")
@@ -228,6 +234,11 @@ class ArchiveConfig:
         "file path (relative to this config file's folder); LSTMCAST_ARCHIVE and predict --archive override it",
         path=True,
     )
+    timeout: str = knob(
+        "2m",
+        "the longest predict and score wait for the archive to connect (at most 10s) or to answer one statement "
+        "(a lock held by another run); then one error line and nothing archived (90s, 10m, 1h)",
+    )
 
 
 @dataclass(frozen=True)
@@ -280,66 +291,33 @@ def load_config(
     Database URLs are left as written.
     """
     path = Path(path)
-    raw = parse_yaml(_read_config_text(path), str(path))
+    from lstmcast.yamlsafe import read_text
+
+    raw = parse_yaml(read_text(path, "config file"), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: the top level must be a mapping of sections ({', '.join(f.name for f in dataclasses.fields(Config))})"
         )
-    _resolve_paths(raw, Config, path.resolve().parent)
+    _resolve_paths(raw, Config, absolute(path).parent)
     for item in overrides:
         apply_override(raw, item)
     for key, value in (values or {}).items():
         set_key(raw, key, value)
-    return config_from_dict(raw, source=str(path))
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is surely something else
-
-
-def _read_config_text(path: Path) -> str:
-    if not path.exists():
-        raise ConfigError(f"config file {path} not found — check the path")
-    if path.is_dir():
-        raise ConfigError(f"config path {path} is a folder — give the YAML file inside it")
-    if not path.is_file():
-        raise ConfigError(f"config path {path} is not a regular file (a FIFO or device?) — give the YAML file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc} — check its permissions") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES >> 20} MiB — is this a config file?")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: cannot read YAML (not UTF-8 text) — is this a config file?") from None
+    cfg = config_from_dict(raw, source=str(path))
+    if cfg.data.query is not None and not cfg.data.query.strip():
+        raise ConfigError(f"data.query is empty in {path} — name a table or write a SELECT, or remove the key")
+    refuse_secrets(cfg.data.path, "data.path")  # it would be copied into config.yaml, the checkpoint and logs
+    refuse_secrets(cfg.archive.url, "archive.url")
+    return cfg
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """YAML through a safe loader that refuses what no config needs: duplicate keys, alias bombs, deep nesting."""
-    import yaml
+    """YAML through the strict loader (`yamlsafe.parse`): duplicate keys, alias bombs, deep nesting refused."""
+    from lstmcast.yamlsafe import parse
 
-    from lstmcast.yamlsafe import StrictLoader, YamlRefused
-
-    loader = None
-    try:
-        loader = StrictLoader(text)  # the reader refuses control characters here already
-        return loader.get_single_data()
-    except YamlRefused as exc:
-        raise ConfigError(f"{source}{exc.where}: {exc} — fix the YAML there") from None
-    except yaml.MarkedYAMLError as exc:
-        mark, context = exc.problem_mark, exc.context_mark
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        opened = f" ({exc.context} at line {context.line + 1})" if context and exc.context else ""
-        raise ConfigError(f"{source}{where}: YAML syntax error: {exc.problem}{opened} — fix the YAML there") from None
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: e.g. an integer of 5,000 digits
-        raise ConfigError(f"{source}: cannot read YAML ({shown(str(exc))}) — is this a config file?") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+    return parse(text, source)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -367,7 +345,7 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
         node = child
     spec = field_at(parts)
     if spec is not None and spec.metadata.get("path") and isinstance(value, (str, Path)) and not is_url(value):
-        value = str((Path.cwd() / Path(value).expanduser()).resolve())
+        value = _path_value(value, key, Path.cwd())
     node[parts[-1]] = value
 
 
@@ -386,15 +364,22 @@ def field_at(parts: list[str]) -> dataclasses.Field[Any] | None:
     return spec
 
 
-def _resolve_paths(raw: dict[str, Any], cls: type, base: Path) -> None:
+def _resolve_paths(raw: dict[str, Any], cls: type, base: Path, prefix: str = "") -> None:
     """Make the relative path knobs in a raw mapping absolute against `base`."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         value = raw.get(f.name)
         if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
-            _resolve_paths(value, hints[f.name], base)
+            _resolve_paths(value, hints[f.name], base, f"{prefix}{f.name}.")
         elif f.metadata.get("path") and isinstance(value, str) and not is_url(value):
-            raw[f.name] = str((base / Path(value).expanduser()).resolve())
+            raw[f.name] = _path_value(value, prefix + f.name, base)
+
+
+def _path_value(value: str | Path, key: str, base: Path) -> str:
+    """A path knob made absolute against `base`; an empty one is refused (it would name `base` itself)."""
+    if not str(value).strip():
+        raise ConfigError(f"{key} is empty — give a path, or remove the key (null) to use the default")
+    return str(absolute(base / Path(value).expanduser()))
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -522,6 +507,8 @@ def _check_cross_field(cfg: Config, source: str) -> None:
     step = re.fullmatch(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*[A-Za-z]+\s*", cfg.data.freq)
     if (step and not float(step.group(1)) > 0) or cfg.data.freq.strip().startswith("-"):
         raise ConfigError(f"data.freq = {shown(cfg.data.freq)} is not a positive step — use e.g. h, 15min, D, W, MS")
+    for key, value in (("data.timeout", cfg.data.timeout), ("archive.timeout", cfg.archive.timeout)):
+        timeout_seconds(value, key)
     if w.norm == "scale" and cfg.data.scaling != "none":
         raise ConfigError("window.norm: scale divides by the window's mean |value| — it needs data.scaling: none")
     calendar = cfg.data.calendar.strip()
@@ -595,6 +582,11 @@ def to_yaml(cfg: Config) -> str:
     import yaml
 
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def timeout_seconds(value: str, key: str) -> float:
+    """data.timeout or archive.timeout in seconds: a duration of at most a week."""
+    return seconds(value, key, most=7 * DAY, units=("ms", "s", "m", "min", "h", "d"), example="90s, 10m or 1h")
 
 
 def quantile_levels(train: TrainConfig) -> list[float]:

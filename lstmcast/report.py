@@ -1,6 +1,8 @@
 """How a run talks: a rich progress bar at a terminal, plain timestamped lines everywhere else.
 
-The pipeline calls a `Reporter`; it never prints. Lines also go to any attached log file.
+The pipeline calls a `Reporter`; it never prints. Lines also go to any attached log file, with every
+secret masked (`locations.redact`). `to_json` is how lstmcast writes JSON: strict (a NaN or an
+infinity becomes null, which every JSON reader takes), secrets masked.
 Without a stderr (closed by the scheduler, or its reader gone) the run goes on and the lines go
 to the log files only; a log file that cannot be written (a full disk) is an `OutputError`.
 """
@@ -18,10 +20,34 @@ from typing import IO, Any
 
 from lstmcast.atomic import advice, open_append
 from lstmcast.errors import OutputError
+from lstmcast.locations import redact, redact_tree
 
 
 def _stamp() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def plain(value: Any) -> Any:
+    """A tree of results as strict JSON values: numpy scalars as Python's, NaN and infinities as None."""
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        number = float(value)
+        return number if number == number and abs(number) != float("inf") else None
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return plain(value.item())  # a numpy scalar (int64, bool_)
+    return value
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """`value` as strict JSON (no NaN or Infinity tokens) with secrets masked; other objects as their str."""
+    import json
+
+    return json.dumps(redact_tree(plain(value)), indent=indent, default=str, allow_nan=False)
 
 
 def _fmt(x: float | None) -> str:
@@ -66,6 +92,7 @@ class Reporter:
         self._emit("record", message)
 
     def _emit(self, level: str, message: str) -> None:
+        message = redact(message)
         line = f"{_stamp()} {message}"
         self._log(line)
         if level == "record" or (self.quiet and level == "info"):

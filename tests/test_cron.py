@@ -51,6 +51,7 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 HOLDER = "import sys, time; from lstmcast.lock import hold\nwith hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)"
 
 
+@pytest.mark.slow
 def test_second_writer_exits_75_and_a_killed_holders_lock_is_not_stale(project):
     out = project / "run"
     out.mkdir()
@@ -110,6 +111,7 @@ def test_interrupted_then_resumed_run_ends_with_identical_weights(project, forke
     assert list(history["epoch"]) == list(range(1, 25))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config_or_a_missing_state(project, forker):
     assert_user_error(cli("train", project / "config.yaml", "--resume"), "no resumable state")
     proc = forker.start("train", project / "config.yaml", "--set", "train.epochs=60", "--set", "train.patience=0")

@@ -65,6 +65,7 @@ cells = st.text(alphabet="0123456789.-eE abcxyz", max_size=8)
     trailing_blank=st.integers(0, 2),
     chunk_bytes=st.sampled_from([1, 7, 64, 1 << 24]),
 )
+@pytest.mark.slow
 def test_valid_files_match_pandas(
     tmp_path, times, form, sep, n_values, data, newline, final_newline, trailing_blank, chunk_bytes
 ):

@@ -95,6 +95,7 @@ def test_random_configs_are_a_user_error_or_work(config):
         assert_clean(cli("train", path, "--quiet"))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=st.text(max_size=200))
 def test_random_yaml_text_is_a_user_error_or_works(text):

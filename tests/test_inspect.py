@@ -51,6 +51,7 @@ def test_inspect_errors_are_user_errors(project):
     assert_user_error(cli("inspect", project / "nothing.pt"), "not found")
 
 
+@pytest.mark.slow
 def test_ensemble_trains_members_with_consecutive_seeds_and_forecasts_their_median(project):
     result = cli("train", project / "config.yaml", "--quiet", "--set", "train.ensemble=3")
     assert result.code == 0, result.stderr

@@ -58,6 +58,7 @@ def archived(db: Path) -> list[tuple]:
 # ---------------------------------------------------------------------------- archive
 
 
+@pytest.mark.slow
 def test_the_archive_keeps_every_forecast_once(job: Path, tmp_path: Path, monkeypatch) -> None:
     model, db = job / "q" / "model.pt", tmp_path / "forecasts.db"
     data = cut(job, 400, tmp_path / "upto400.csv")
@@ -133,6 +134,7 @@ def scored(job: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, d
     return db, json.loads(report.read_text())
 
 
+@pytest.mark.slow
 def test_score_equals_evaluate_on_the_same_origins(job: Path, scored: tuple[Path, dict]) -> None:
     db, evaluated = scored
     done = cli("score", "--archive", db, "--actuals", job / "series.csv", "--by", "step", "--json")

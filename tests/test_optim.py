@@ -45,6 +45,7 @@ def cosine(k: int) -> float:
     return 0.01 * 0.5 * (1 + math.cos(math.pi * min(k, 30) / 30))
 
 
+@pytest.mark.slow
 def test_same_weights_as_torch_adamw_with_weight_decay_and_a_schedule():
     theirs, _ = _train(30, lambda p: torch.optim.AdamW(p, lr=cosine(0), weight_decay=0.05), cosine)
     ours, _ = _train(30, lambda p: AdamW(p, weight_decay=0.05), cosine)

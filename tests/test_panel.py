@@ -158,6 +158,7 @@ def test_calendar_features_for_known_timestamps():
     assert calendar.calendar_names("none", "h") == [] and calendar.calendar_names("auto", None) == []
 
 
+@pytest.mark.slow
 def test_future_features_reach_the_forecast_and_are_required_at_predict(tmp_path):
     rng = np.random.default_rng(1)
     rows = 600

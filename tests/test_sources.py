@@ -69,6 +69,7 @@ def rows_of(db: Path, table: str = "forecasts") -> list[tuple]:
 # ---------------------------------------------------------------------------- same series, every source
 
 
+@pytest.mark.slow
 def test_csv_parquet_and_sqlite_give_the_same_scaler_and_forecast(base: Path, tmp_path: Path) -> None:
     reference = checkpoint.load(base / "run" / "model.pt")
     expected = (base / "run" / "forecast.csv").read_bytes()
@@ -356,6 +357,7 @@ def postgres(base: Path) -> tuple[pg.Server, str]:
     return server, table
 
 
+@pytest.mark.slow
 def test_postgres_in_and_out_like_every_other_source(postgres, base: Path, tmp_path: Path, monkeypatch) -> None:
     server, table = postgres
     monkeypatch.setenv(pg.PASSWORD_VAR, server.password)

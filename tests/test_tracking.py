@@ -79,6 +79,7 @@ def history(uri: str, run: Any, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client(uri).get_metric_history(run.info.run_id, key)]
 
 
+@pytest.mark.slow
 def test_train_logs_the_config_every_validation_the_metrics_and_the_files(store: tuple[Path, str]) -> None:
     folder, uri = store
     good = runs(uri, "train")[0]

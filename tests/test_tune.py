@@ -34,7 +34,9 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def trials_of(storage: Path) -> list:
-    return optuna.load_study(study_name="lstmcast", storage=f"sqlite:///{storage}").trials
+    """The trials of the one study in `storage` (its name is the problem's fingerprint)."""
+    (name,) = optuna.get_all_study_names(storage=f"sqlite:///{storage}")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{storage}").trials
 
 
 @pytest.mark.slow
@@ -62,7 +64,12 @@ def test_best_yaml_trains_and_a_rerun_continues_the_study(tiny: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_budget_stops_a_trial_within_a_step(tiny: Path) -> None:
+def test_the_budget_stops_a_trial_within_a_step(tiny: Path, monkeypatch) -> None:
+    import lstmcast.flows.tune
+
+    monkeypatch.setattr(
+        lstmcast.flows.tune, "PACE_SECONDS", 2.0
+    )  # the pace is judged sooner: the same rules, less waiting
     (tiny / "long.yaml").write_text(yaml.safe_dump({"train.epochs": [4000, 5000], "model.hidden_size": [8]}))
     # no early stopping: 4,000 epochs cannot end within the budget on any machine
     done = cli("tune", tiny / "config.yaml", "--budget", "2s", "--space", tiny / "long.yaml", "--out", tiny / "t",
@@ -141,7 +148,7 @@ def test_a_bad_space_is_one_error_line(case: str, tiny: Path) -> None:
 
 
 def test_bad_tune_options_are_one_error_line(tiny: Path) -> None:
-    assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "soon"), "--budget 'soon' is not a time")
+    assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "soon"), "--budget 'soon' is not a duration")
     assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "1m", "--trial-limit", "0"), "--trial-limit '0'")
     (tiny / "broken.yaml").write_text("train.lr: [1, 2\n")
     assert_user_error(cli("tune", tiny / "config.yaml", "--budget", "1m", "--space", tiny / "broken.yaml"), "line")

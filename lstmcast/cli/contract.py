@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, Interrupted, LstmcastError
+from lstmcast.errors import EXIT_BUG, EXIT_SIGINT, EXIT_USER, ConfigError, Interrupted, LstmcastError
 from lstmcast.learn import distributed
+from lstmcast.locations import redact
 
 # click's exception classes, from the one name typer exports in every version (click may be vendored).
 _CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
@@ -48,7 +49,10 @@ class Session:
         self.stdout_gone = False
 
     def stdout(self, text: str) -> None:
-        """Print on stdout; a reader that went away (`| head -1`) is no error: the work is done by now."""
+        """Print on stdout, secrets masked; a reader that went away (`| head -1`) is no error: the work is done."""
+        self._print(redact(text))
+
+    def _print(self, text: str) -> None:
         if not self.stdout_gone:
             with self.writing_stdout():
                 print(text, flush=True)
@@ -96,19 +100,28 @@ class Session:
                 self.quiet = True
                 session.silence_stdout()
 
-        return QuietOnBrokenPipe()
+        class Redacting:  # what rich writes, with secrets masked (it writes each print's text at once)
+            def write(self, text: str) -> int:
+                return sys.stdout.write(redact(text))
+
+            def flush(self) -> None:
+                sys.stdout.flush()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(sys.stdout, name)
+
+        return QuietOnBrokenPipe(file=Redacting())
 
     def json_error(self, command: str | None, wanted: bool, message: str, code: int) -> None:
         """With --json, a failed run still ends with one summary line on stdout."""
         if wanted and rank() == 0:
-            import json
-
-            self.stdout(json.dumps({"status": "error", "command": command, "exit_code": code, "error": message}))
+            self.emit_json({"status": "error", "command": command, "exit_code": code, "error": message})
 
     def emit_json(self, summary: dict[str, Any]) -> None:
-        import json
+        """One line of strict JSON (NaN and infinities as null), secrets masked."""
+        from lstmcast.report import to_json
 
-        self.stdout(json.dumps(summary, default=str))
+        self._print(to_json(summary))
 
     def library_warning(self, text: str) -> None:
         text = one_line(text)
@@ -154,7 +167,7 @@ def stderr(text: str) -> None:
     """Print on stderr if there is one (a scheduler may have closed it; then the exit code speaks)."""
     if sys.stderr is not None:
         with contextlib.suppress(OSError, ValueError):
-            print(text, file=sys.stderr, flush=True)
+            print(redact(text), file=sys.stderr, flush=True)
 
 
 def fail(session: Session, message: str, code: int, *, every_rank: bool = False, wait: bool = True) -> typer.Exit:
@@ -212,6 +225,7 @@ class Group(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         session = Session()
+        refuse_blank(self)
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, obj=session, **extra)
         except LstmcastError as exc:  # from an option's check (e.g. --wait nan), before any command ran
@@ -231,6 +245,36 @@ class Group(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+BLANK_HINTS = {
+    "--archive": "give the archive's database URL or SQLite file, or pass --no-archive to record nothing",
+}
+
+
+def refuse_blank(group: Any) -> None:
+    """Every value given on the command line must say something: `--archive ''` (a crontab's unset variable)
+    is one error line naming the option, not "no archive"; an empty path is not the working directory."""
+    for command in group.commands.values():
+        for param in command.params:
+            if not getattr(param, "lstmcast_blank_checked", False):
+                param.process_value = _not_blank(param, param.process_value)
+                param.lstmcast_blank_checked = True
+
+
+def _not_blank(param: Any, cast: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def checked(ctx: Any, value: Any) -> Any:
+        values = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            option = param.param_type_name == "option"
+            name = param.opts[0] if option else str(param.name).upper()
+            hint = BLANK_HINTS.get(
+                name, f"give a value, or drop {name} to use its default" if option else "give a value"
+            )
+            raise ConfigError(f"{name} is empty ('') — {hint} (in a crontab, an unset variable gives '')")
+        return cast(ctx, value)
+
+    return checked
 
 
 def guarded(function: F) -> F:
@@ -349,10 +393,13 @@ def run(
         close(made, started, out.profile)
     if rank() > 0:
         return result
-    if out.json:
-        session.emit_json({"status": "ok", "command": ctx.info_name, **summary(result), "seconds": elapsed(started)})
-    else:
-        show(session, result)
+    with session.writing_stdout():  # rich's tables too: a full disk under stdout is one line, exit 2
+        if out.json:
+            session.emit_json(
+                {"status": "ok", "command": ctx.info_name, **summary(result), "seconds": elapsed(started)}
+            )
+        else:
+            show(session, result)
     return result
 
 

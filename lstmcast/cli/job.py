@@ -134,10 +134,10 @@ def score(
 
     rules = [parse_rule(text) for text in fail_if or []]
     window = parse_time(since, "--since"), parse_time(until, "--until")
-    store = archives.resolve(archive)
+    found = source(actuals, query)
+    store = archives.resolve(archive, writing=False)
     if store is None:
         raise LstmcastError("score needs --archive URL (or LSTMCAST_ARCHIVE): the archive predict --archive wrote")
-    found = source(actuals, query)
     require_plot(plot)
     breakdown = [b.value for b in by] if by else ["week"]
 

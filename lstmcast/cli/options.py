@@ -41,6 +41,13 @@ def check_wait(value: float | None) -> float | None:
     return value
 
 
+def check_seed(value: int | None) -> int | None:
+    """--seed: a whole number 0 … 2**32 − 1, what the samplers take (click's INT takes any)."""
+    if value is not None and not 0 <= value < 2**32:
+        raise LstmcastError(f"--seed {value} is out of range — give a whole number from 0 to {2**32 - 1}")
+    return value
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
 CheckpointArg = Annotated[Path, typer.Argument(help="model.pt written by lstmcast train.", show_default=False)]
 SetOpt = Annotated[
@@ -184,8 +191,9 @@ def load(
 
 
 def _check_query(data: str | None, query: str | None) -> None:
-    from lstmcast.locations import is_url
+    from lstmcast.locations import is_url, refuse_secrets
 
+    refuse_secrets(data, "--data")  # first: a libpq string holding a password is refused as such, never echoed
     if query is not None and data is not None and not is_url(data):
         raise LstmcastError(f"--query reads from a database, but --data {data} is a file — drop --query or give a URL")
 
@@ -208,8 +216,9 @@ def source(data: str | None, query: str | None) -> Any:
 def destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
     """--out as a path (CSV, or Parquet by its suffix) or, for a database URL, the --table to write into."""
     from lstmcast.extras import require
-    from lstmcast.locations import is_url
+    from lstmcast.locations import is_url, refuse_secrets
 
+    refuse_secrets(out, "--out")
     if out is None or not is_url(out):
         if table is not None:
             raise LstmcastError(
@@ -225,7 +234,7 @@ def destination(out: str | None, table: str | None, checkpoint: Path) -> Any:
         return found
     from lstmcast.data.sqlsink import Table
 
-    found = Table(out, table or "forecasts", Path(checkpoint))
+    found = Table(out, "forecasts" if table is None else table, Path(checkpoint))
     found.require()
     return found
 

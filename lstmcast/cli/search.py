@@ -19,6 +19,7 @@ from lstmcast.cli.options import (
     SetOpt,
     TrackOpt,
     TrackRequiredOpt,
+    check_seed,
     require_plot,
     source,
     tracked_config,
@@ -63,7 +64,9 @@ def tune(
     space: SpaceOpt = None,
     storage: StorageOpt = None,
     trial_limit: TrialLimitOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed [default: train.seed].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(callback=check_seed, help="Sampler seed, 0 … 4294967295 [default: train.seed].")
+    ] = None,
     set_: SetOpt = None,
     train_best: Annotated[bool, typer.Option("--train", help="Then train best.yaml into DIR/model.")] = False,
     ensemble: EnsembleOpt = 1,
@@ -78,12 +81,14 @@ def tune(
     from lstmcast.extras import require
 
     require("optuna", "tune", "lstmcast tune")
-    from lstmcast.flows.tune import parse_budget, storage_url
+    from lstmcast.flows.study import storage_url
+    from lstmcast.flows.tune import parse_budget
+    from lstmcast.locations import absolute
 
     seconds = parse_budget(budget)
     limit = None if trial_limit is None else parse_budget(trial_limit, "--trial-limit")
-    folder = out if out is not None else config.resolve().parent / "tune"
-    storage_url(folder, storage)  # a password in clear is refused before any work
+    folder = out if out is not None else absolute(config).parent / "tune"
+    storage_url(folder, storage)  # a secret in clear, an unknown kind, a folder or a text file: refused before work
     require_plot(plot)
     tracked = tracked_config(config, set_, track, track_required)  # the --set list with --track in it (best.yaml)
 
@@ -128,11 +133,11 @@ def init(
 ) -> None:
     """Write a starting config for DATA: frequency, season and series found, window and epochs to match."""
     from lstmcast.flows.starter import check_out, write
-    from lstmcast.locations import is_url
+    from lstmcast.locations import absolute, is_url
 
     check_out(out, force)
     found = source(data, query)
-    where = data if is_url(data) else str(Path(data).resolve())
+    where = data if is_url(data) else str(absolute(data))
 
     def work(_reporter: Any) -> tuple[Any, Any]:
         return write(where, target, horizon, series_id, timestamp, found.query if found else None, out)

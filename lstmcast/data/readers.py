@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
+import errno
 import gzip
 import itertools
 import os
@@ -98,6 +99,8 @@ def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
             f"cannot read data file {path}: permission denied — let the user running lstmcast read it"
         ) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"data path {path} is a symbolic link that loops — point it at the data file") from None
         raise DataError(f"cannot open data file {path}: {exc.strerror or exc} — check the path") from None
     what = _KINDS.get(kind, "a socket" if kind == stat.S_IFSOCK else "not a regular file")
     raise DataError(

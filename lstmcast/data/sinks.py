@@ -10,6 +10,7 @@ then a rename), so a reader never sees half a file; a database table gets one tr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -139,6 +140,16 @@ def model_id(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def bound(destination: Any, loaded: str, d: Any) -> Any:
+    """A database destination keyed by `loaded` (the id of the checkpoint bytes predict loaded, not of whatever
+    the file holds by the time rows are written) and waiting at most `d.timeout` (data.timeout); a path as it is."""
+    if not hasattr(destination, "loaded"):  # a file or a folder: no rows to key
+        return destination
+    from lstmcast.config import timeout_seconds
+
+    return dataclasses.replace(destination, loaded=loaded, timeout=timeout_seconds(d.timeout, "data.timeout"))
 
 
 def table(rows: list[dict[str, Any]]) -> pd.DataFrame:

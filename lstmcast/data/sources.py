@@ -12,6 +12,7 @@ when such a source is read; `Source.require` checks for them before any work.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstmcast.config import DataConfig, timeout_seconds
 from lstmcast.data import db
 from lstmcast.data.readers import (
     READ_CHUNK,
@@ -34,7 +36,7 @@ from lstmcast.data.readers import (
 )
 from lstmcast.errors import ConfigError, DataError, shown
 from lstmcast.extras import require
-from lstmcast.locations import is_url
+from lstmcast.locations import is_url, refuse_secrets
 
 _RESOLUTION = {"D": 0, "s": 1, "ms": 2, "us": 3, "ns": 4}
 SQL_CHUNK = 50_000  # rows fetched at a time: a row is a tuple of Python objects until converted
@@ -43,10 +45,12 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 @dataclass(frozen=True)
 class Source:
-    """A data location as given (a path or a database URL) and, for a database, the table or SELECT to read."""
+    """A data location as given (a path or a database URL) and, for a database, the table or SELECT to read
+    and how long the database may take to answer (data.timeout; None: its default)."""
 
     location: str
     query: str | None = None
+    timeout: float | None = None
 
     @functools.cached_property
     def kind(self) -> str:
@@ -96,12 +100,20 @@ def source_of(location: str | Path | Source, query: str | None = None) -> Source
     """A `Source`; `query` fills in the query of a database Source that names none (a checkpoint's data.query)."""
     if isinstance(location, Source):
         if location.query is None and query is not None and location.kind == "sql":
-            return Source(location.location, query)
+            return dataclasses.replace(location, query=query)
         return location
     text = str(location)
+    refuse_secrets(text, "data location")  # a libpq connection string (host=… password=…) is never echoed or stored
     if not is_url(text) and text.endswith(".zst"):
         raise DataError(f"{text}: zstd-compressed CSV is not supported — decompress it (zstd -d) or use .csv.gz")
     return Source(text, query if is_url(text) else None)
+
+
+def within(location: Any, d: DataConfig) -> Any:
+    """`location` as a Source that waits at most `d.timeout` for its database (a checkpoint's or a config's)."""
+    if location is None:
+        return None
+    return dataclasses.replace(source_of(location), timeout=timeout_seconds(d.timeout, "data.timeout"))
 
 
 def read_source(source: Source, wanted: list[str], numeric: list[str], timestamp: str | None) -> pd.DataFrame:
@@ -391,23 +403,28 @@ def _read_sql(source: Source, wanted: list[str], numeric: list[str], timestamp: 
     Fetched through the driver's own cursor (server-side for PostgreSQL): SQLAlchemy connects,
     inspects and maps errors; its per-row Result objects would double the time of a long read.
     """
-    engine, secret = db.engine(source.location)
+    timeout = source.timeout or timeout_seconds(DataConfig.timeout, "data.timeout")
+    link = db.engine(source.location, timeout=timeout)
     label = str(source)
     try:
-        with db.connect(engine, label, secret, DataError) as conn:
+        with link.connect(label, DataError) as conn:
             _read_only(conn)
-            statement = _statement(conn, source, wanted, label, secret)
+            statement = _statement(conn, source, wanted, label, link)
             columns = _Columns(wanted, numeric, timestamp, None)
             driver_errors = conn.dialect.loaded_dbapi.Error
-            fix = "check data.query (or --query)"
-            with db.failures(DataError, f"{label}: the query failed", fix, secret, driver_errors):
+            with link.failures(DataError, f"{label}: the query failed", "check data.query (or --query)", driver_errors):
                 cursor = _cursor(conn)
+                link.restart()
                 cursor.execute(statement)  # no parameters: the text goes to the server as written (a % too)
                 if cursor.description is None:
                     raise DataError(f"{label} returns no rows — data.query must be a table name or a SELECT")
                 keys = [str(d[0]) for d in cursor.description]
                 _check_columns(label, keys, wanted)
-                while rows := cursor.fetchmany(SQL_CHUNK):
+                while True:
+                    link.restart()  # each fetch gets the whole time limit
+                    rows = cursor.fetchmany(SQL_CHUNK)
+                    if not rows:
+                        break
                     chunk = pd.DataFrame.from_records(rows, columns=range(len(keys)))
                     del rows
                     chunk = chunk[[keys.index(c) for c in wanted]].set_axis(wanted, axis=1)
@@ -415,7 +432,7 @@ def _read_sql(source: Source, wanted: list[str], numeric: list[str], timestamp: 
                 cursor.close()
         return columns.frame(label)
     finally:
-        engine.dispose()
+        link.dispose()
 
 
 def _cursor(conn: Any) -> Any:
@@ -427,7 +444,10 @@ def _cursor(conn: Any) -> Any:
 
 
 def _read_only(conn: Any) -> None:
-    """data.query may only read: a DELETE or UPDATE in it fails instead of changing the database."""
+    """data.query may only read: a DELETE or UPDATE in it fails instead of changing the database.
+
+    Besides the read-only connection `db.engine` opens (SQLite `mode=ro` without ATTACH; PostgreSQL
+    default_transaction_read_only), this transaction itself is read-only."""
     backend = conn.dialect.name
     if backend == "postgresql":
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
@@ -435,7 +455,7 @@ def _read_only(conn: Any) -> None:
         conn.exec_driver_sql("PRAGMA query_only = ON")
 
 
-def _statement(conn: Any, source: Source, wanted: list[str], label: str, secret: str | None) -> str:
+def _statement(conn: Any, source: Source, wanted: list[str], label: str, link: db.Link) -> str:
     """The SQL to run: the query as written, or for a table name a SELECT of the wanted columns (checked first)."""
     import sqlalchemy as sa
 
@@ -443,7 +463,7 @@ def _statement(conn: Any, source: Source, wanted: list[str], label: str, secret:
     if not _TABLE_NAME.fullmatch(query):
         return query
     schema, _, name = query.rpartition(".")
-    with db.failures(DataError, f"{label}: cannot read the table list", "check the database", secret):
+    with link.failures(DataError, f"{label}: cannot read the table list", "check the database"):
         inspector = sa.inspect(conn)
         if not inspector.has_table(name, schema=schema or None):
             tables = inspector.get_table_names(schema=schema or None)

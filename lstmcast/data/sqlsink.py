@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstmcast.atomic import write_target
 from lstmcast.data import db
 from lstmcast.data.sinks import model_id
 from lstmcast.errors import ConfigError, OutputError, shown
@@ -43,11 +44,14 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 @dataclass(frozen=True)
 class Table:
-    """A forecast destination: a database URL, a table name, and the checkpoint whose hash keys the rows."""
+    """A forecast destination: a database URL, a table name, and the checkpoint whose hash keys the rows
+    (`loaded`: the id of the bytes predict actually loaded, when known), and how long the database may take."""
 
     url: str
     name: str
     model: Path
+    loaded: str | None = None
+    timeout: float = 600.0
 
     def __str__(self) -> str:
         return f"{db.redacted(self.url)} table {shown(self.name)}"
@@ -55,7 +59,9 @@ class Table:
     def require(self) -> None:
         """Before any work: the extras, a URL without a password in clear, a plain table name."""
         db.require_for_url(self.url)
-        db.parse(self.url, "--out")
+        parsed = db.parse(self.url, "--out")
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            write_target(Path(parsed.database))  # a device, FIFO, folder or read-only file: refused before any work
         if not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"--table {shown(self.name)} is not a table name — use letters, digits and _ (schema.name)"
@@ -63,20 +69,20 @@ class Table:
 
     def write_forecast(self, frame: pd.DataFrame, label_name: str, series_col: str | None) -> None:
         """This run's forecast rows, replacing those of the same series, origin and model, in one transaction."""
-        rows, values, timed = _rows(frame, label_name, series_col, model_id(self.model))
+        rows, values, timed = _rows(frame, label_name, series_col, self.loaded or model_id(self.model))
         clash = [c for c in values if c in FIXED]
         if clash:
             raise OutputError(f"a forecast column is named {shown(clash[0])}, which the table schema uses — rename it")
-        engine, secret = db.engine(self.url, role="--out", reading=False)
+        link = db.engine(self.url, role="--out", reading=False, timeout=self.timeout)
         label = str(self)
         try:
-            with db.connect(engine, label, secret, OutputError) as conn:
+            with link.connect(label, OutputError) as conn:
                 fix = "nothing of this run was written; fix the cause and run again"
-                with db.failures(OutputError, f"cannot write the forecast to {label}", fix, secret), conn.begin():
+                with link.failures(OutputError, f"cannot write the forecast to {label}", fix), conn.begin():
                     table = _table(conn, self.name, values, timed, label)
                     _replace(conn, table, rows)
         finally:
-            engine.dispose()
+            link.dispose()
 
 
 def _rows(

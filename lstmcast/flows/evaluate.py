@@ -7,7 +7,6 @@ series (and as served, with the per-series selection) [──▶ report JSON] [�
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lstmcast.atomic import check_targets, write_text
-from lstmcast.data import calendar
+from lstmcast.data import calendar, sources
 from lstmcast.data.panel import Panel, Series
 from lstmcast.errors import DataError, shown
 from lstmcast.forecast import backtest, partition, serve
@@ -25,7 +24,7 @@ from lstmcast.learn.split import check_length, origins
 from lstmcast.model import checkpoint
 from lstmcast.model.checkpoint import Checkpoint
 from lstmcast.model.lstm import ModelSpec
-from lstmcast.report import Reporter
+from lstmcast.report import Reporter, to_json
 from lstmcast.vocabulary import FORECASTERS
 
 
@@ -64,6 +63,7 @@ def evaluate_checkpoint(
     with reporter.timed("load"):
         ckpt = checkpoint.load(ckpt_path)
         model = ckpt.forecaster()
+        source = sources.within(source, ckpt.config.data)  # a database waits at most data.timeout
         panel = partition.read_like_training(ckpt, source, reporter, **_period(ckpt, start, end, at))
     use_threads(ckpt.config.train)
     with reporter.timed("windows"):
@@ -111,7 +111,7 @@ def _write(
 ) -> dict[str, Path]:
     written: dict[str, Path] = {}
     if report_path is not None:
-        write_text(report_path, json.dumps(result, indent=2) + "\n")
+        write_text(report_path, to_json(result, indent=2) + "\n")
         written["report"] = report_path
     if plot is not None:
         from lstmcast.forecast.plots import plot_evaluation

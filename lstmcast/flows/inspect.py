@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lstmcast.data import sources
 from lstmcast.errors import DataError
 from lstmcast.forecast import partition, serve
 from lstmcast.forecast.metrics import METRICS
@@ -68,7 +69,8 @@ def _gate_report(ckpt: Checkpoint, model: Forecaster, data_path: Path, reporter:
 
     spec = model.spec
     window = spec.lookback + spec.horizon
-    panel = partition.read_like_training(ckpt, data_path, reporter)
+    source = sources.within(data_path, ckpt.config.data)  # a database waits at most data.timeout
+    panel = partition.read_like_training(ckpt, source, reporter)
     panel = panel.take(np.flatnonzero(panel.lengths >= window))
     if not len(panel):
         raise DataError(f"{data_path}: no series has {window} rows (lookback + horizon) — supply more")

@@ -19,7 +19,7 @@ import numpy as np
 
 from lstmcast.atomic import check_targets, render_path
 from lstmcast.config import quantile_levels
-from lstmcast.data import archive, calendar, db, sinks
+from lstmcast.data import archive, calendar, db, sinks, sources
 from lstmcast.data.frame import read_batches
 from lstmcast.data.panel import Panel
 from lstmcast.errors import ConfigError, DataError, OutputError, shown
@@ -116,8 +116,9 @@ def predict(
     """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
-        predictor = Predictor.load(ckpt_path, fallback, select)
+        predictor = Predictor.load(ckpt_path, fallback, select)  # its model_id: exactly the bytes loaded
         store = archive_target(predictor.ckpt, archive_flag, no_archive)
+        source, out_path = _bound(predictor, source, out_path)
     use_threads(predictor.ckpt.config.train)
     run = _Run(predictor, source, only, keep_tables=store is not None)
     batches = run.batches(batch_rows)
@@ -165,13 +166,20 @@ def _report(run: _Run, merged: Forecast, reporter: Reporter) -> None:
 
 def archive_target(ckpt: Checkpoint, flag: str | None, off: bool) -> archive.Archive | None:
     """The archive this run records into, checked before any work; only data with timestamps can be archived."""
-    store = archive.resolve(flag, off=off, configured=ckpt.config.archive.url)
+    store = archive.resolve(flag, off=off, configured=ckpt.config.archive.url, timeout=ckpt.config.archive.timeout)
     if store is not None and ckpt.freq is None:
         raise ConfigError(
             "--archive needs data with timestamps (data.timestamp): forecasts are matched to actuals by time — "
             "drop --archive (or unset LSTMCAST_ARCHIVE / archive.url)"
         )
     return store
+
+
+def _bound(predictor: Predictor, source: Any, out: Any) -> tuple[Any, Any]:
+    """The source and a forecast table waiting at most the checkpoint's data.timeout; the table's rows keyed by
+    the id of the bytes loaded."""
+    data = predictor.ckpt.config.data
+    return sources.within(source, data), sinks.bound(out, predictor.model_id, data)
 
 
 def _archive_run(store: archive.Archive, predictor: Predictor, made: Forecast, out: Any) -> int:
@@ -185,7 +193,7 @@ def _archive_run(store: archive.Archive, predictor: Predictor, made: Forecast, o
             sid = made.ids[k]
             levels["" if sid is None else str(sid)] = [mean[k, :nt].tolist(), std[k, :nt].tolist()]
     run = archive.Issued(
-        model_id=sinks.model_id(predictor.path),
+        model_id=predictor.model_id,
         checkpoint=str(Path(predictor.path).resolve()),
         freq=str(ckpt.freq),
         season=calendar.season_length(ckpt.freq),
@@ -199,6 +207,7 @@ def _archive_run(store: archive.Archive, predictor: Predictor, made: Forecast, o
         times=made.labels.utc(),
         values=made.table,
         forecasters=made.plan.names,
+        time_zone="" if made.labels.tz is None else str(made.labels.tz),
     )
     try:
         return store.record(run)

@@ -53,7 +53,7 @@ def prepare(cfg: Config, reporter: Reporter) -> Prepared:
         )
     if not d.target:
         raise ConfigError("data.target is not set — name the column (or list of columns) to forecast")
-    data_path = sources.source_of(d.path, d.query)
+    data_path = sources.within(sources.source_of(d.path, d.query), d)  # a database waits at most data.timeout
     panel = read_data(d, data_path, freq=d.freq, start=d.start, end=d.end)
     report_filled(panel, reporter, d.missing)
     if len(panel) == 1:  # one series too short is the error, named by its source

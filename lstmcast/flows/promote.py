@@ -1,36 +1,46 @@
 """Guarded promotion: a retrained checkpoint replaces the one in service only when it is better.
 
 candidate.pt + DIR/model.pt (the champion) ──backtest on the same windows──▶ both scores ──▶
-candidate better by the margin? copy it over DIR/model.pt atomically, keep the old one in
-DIR/history/ : keep the champion ──▶ one line appended to DIR/promotions.jsonl either way.
+candidate better by the margin? keep the old champion in DIR/history/, record the decision, then
+write the candidate over DIR/model.pt atomically : keep the champion ──▶ one line in
+DIR/promotions.jsonl either way.
 
 The windows are the candidate's held-out test part of the data (as `lstmcast evaluate` picks it),
 so the candidate never trained on them; whether the champion did is said in the record. Both
 models are scored as predict serves them (train.select), on exactly the same origins. Everything
 happens under DIR's lock; predict, which only reads DIR/model.pt, sees the old file or the new
 one, never a mix, because the swap is a rename.
+
+The record comes first: a decision that cannot be recorded (promotions.jsonl read-only, a folder,
+a FIFO, a full disk) swaps nothing. The candidate's bytes are read once: those are validated,
+hashed (the id the record names), evaluated (from a private copy in DIR) and installed, so a
+candidate file replaced meanwhile is never installed unevaluated. History is pruned by the order
+of the records (not file ages), and the model a rollback of the new champion needs is always kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lstmcast import lock
-from lstmcast.atomic import atomic_write, ensure_dir, open_append
+from lstmcast.atomic import atomic_write, ensure_dir, kind_of, open_append, write_target
 from lstmcast.data.sinks import model_id
-from lstmcast.errors import ConfigError, DataError, shown
+from lstmcast.errors import ConfigError, DataError, OutputError, shown
 from lstmcast.model import checkpoint
 from lstmcast.model.checkpoint import Checkpoint
-from lstmcast.report import Reporter
+from lstmcast.report import Reporter, to_json
 
 CHAMPION = "model.pt"
 HISTORY = "history"
 RECORD = "promotions.jsonl"
+STAGED = ".candidate.pt"  # the candidate's bytes, as read once, while they are evaluated
 SAME = ("series_id", "timestamp", "target", "features", "future_features")
 
 
@@ -48,41 +58,41 @@ def promote(
     """Backtest the candidate against DIR's champion and promote it if better by `margin` (relative)."""
     if not 0 <= margin < 1:
         raise ConfigError(f"--margin {margin:g} is not a share in [0, 1) — e.g. 0.02 asks for 2% better")
-    new = checkpoint.load(candidate)  # a damaged candidate is refused before the folder is touched
+    payload = checkpoint.read_bytes(Path(candidate))  # read once: these bytes are checked, scored and installed
+    new = checkpoint.from_bytes(payload, Path(candidate))  # a damaged candidate is refused before DIR is touched
     ensure_dir(folder)
     with lock.hold(folder, wait):
         champion_path = folder / CHAMPION
+        _writable(folder)  # a record or champion that could not be written: refused before the backtests
         record: dict[str, Any] = {
             "time": _now(),
-            "candidate": {"path": str(Path(candidate).resolve()), "id": model_id(candidate)},
+            "candidate": {"path": str(Path(candidate).resolve()), "id": checkpoint.bytes_id(payload)},
             "metric": metric,
             "margin": margin,
         }
         if not champion_path.exists():
-            _install(candidate, folder, None, keep)
             record.update(action="promoted", reason="no champion yet", champion=None)
             record["champion_after"] = record["candidate"]["id"]
-            _append(folder, record)
+            _swap(folder, record, payload, keep)
             return record
-        old = checkpoint.load(champion_path)
+        old, old_id = checkpoint.load_with_id(champion_path)
         _check_compatible(new, old, candidate, champion_path)
-        old_id = model_id(champion_path)
         record["champion"] = {"path": str(champion_path), "id": old_id}
         if old_id == record["candidate"]["id"]:
             record.update(action="kept", reason="the candidate is the champion already", champion_after=old_id)
             _append(folder, record)
             return record
-        scores, windows = _compare(candidate, champion_path, new, old, data, metric, reporter)
+        with _staged(folder, payload) as staged:
+            scores, windows = _compare(staged, champion_path, new, old, data, metric, reporter, candidate)
         record["candidate"]["score"], record["champion"]["score"] = scores
         record["windows"] = windows
         better = scores[0] is not None and (scores[1] is None or scores[0] < scores[1] * (1 - margin))
-        if better:
-            _install(candidate, folder, champion_path, keep)
-            record.update(action="promoted", reason=_why(scores, metric, margin, True))
-        else:
-            record.update(action="kept", reason=_why(scores, metric, margin, False))
+        record.update(action="promoted" if better else "kept", reason=_why(scores, metric, margin, better))
         record["champion_after"] = record["candidate"]["id"] if better else old_id
-        _append(folder, record)
+        if better:
+            _swap(folder, record, payload, keep)
+        else:
+            _append(folder, record)
         return record
 
 
@@ -92,8 +102,10 @@ def rollback(folder: Path, *, wait: float | None = None) -> dict[str, Any]:
     if not champion_path.exists():
         raise DataError(f"{folder} has no {CHAMPION} — nothing to roll back")
     with lock.hold(folder, wait):
+        _writable(folder)
         current = model_id(champion_path)
-        previous = _replaced_by(folder, current)
+        records = _records(folder, strict=True)
+        previous = _replaced_by(records, current)
         if previous is None:
             raise DataError(
                 f"{folder / RECORD} records no promotion that replaced another model with the current one "
@@ -102,8 +114,10 @@ def rollback(folder: Path, *, wait: float | None = None) -> dict[str, Any]:
         kept = folder / HISTORY / f"{previous}.pt"
         if not kept.exists():
             raise DataError(f"{kept} is gone (history keeps the last few) — promote a checkpoint explicitly instead")
-        checkpoint.load(kept)  # still a valid checkpoint
-        _install(kept, folder, champion_path, keep=None)
+        payload = checkpoint.read_bytes(kept)
+        checkpoint.from_bytes(payload, kept)  # still a valid checkpoint …
+        if checkpoint.bytes_id(payload) != previous:  # … and the one its name says
+            raise DataError(f"{kept} does not hold model {previous} (it was changed) — promote a checkpoint instead")
         record = {
             "time": _now(),
             "action": "rollback",
@@ -111,24 +125,43 @@ def rollback(folder: Path, *, wait: float | None = None) -> dict[str, Any]:
             "champion": {"path": str(champion_path), "id": current},
             "champion_after": previous,
         }
-        _append(folder, record)
+        _swap(folder, record, payload, keep=None)
         return record
 
 
-def _replaced_by(folder: Path, current: str) -> str | None:
-    """The champion a promotion of `current` replaced (the latest such promotion), if any."""
-    path = folder / RECORD
-    if not path.exists():
-        return None
-    previous = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: skip it
-        if entry.get("action") == "promoted" and entry.get("champion_after") == current and entry.get("champion"):
-            previous = entry["champion"]["id"]
-    return previous
+def _writable(folder: Path) -> None:
+    """DIR/promotions.jsonl and DIR/model.pt are regular files lstmcast may write, or absent (the output rules)."""
+    for path in (folder / RECORD, folder / CHAMPION):
+        write_target(path)
+
+
+def _swap(folder: Path, record: dict[str, Any], payload: bytes, keep: int | None) -> None:
+    """Keep the champion in history, record the decision, then write `payload` over DIR/model.pt (by rename).
+
+    Everything that could refuse is checked first (the record opened for appending, DIR/model.pt writable), so a
+    decision that cannot be recorded changes nothing; the record is written before the swap. If the swap itself
+    then fails (a disk filling up at that moment), a second line says so (when it can) and the run exits 2."""
+    champion_path = folder / CHAMPION
+    replaced = record.get("champion")
+    write_target(champion_path)  # read-only, a folder, a device: refused before anything is written
+    fd = open_append(folder / RECORD, "the promotion record")
+    try:
+        if replaced:
+            kept = folder / HISTORY / f"{replaced['id']}.pt"
+            if not kept.exists():
+                atomic_write(kept, lambda f: _copy(champion_path, f))
+        _write_line(fd, folder, record)
+    finally:
+        os.close(fd)
+    try:
+        atomic_write(champion_path, lambda f: f.write(payload))
+    except OutputError as exc:
+        failed = {"time": _now(), "action": "failed", "reason": f"the swap failed: {exc}"}
+        with contextlib.suppress(OutputError, OSError):
+            _append(folder, {**failed, "champion_after": replaced["id"] if replaced else None})
+        raise OutputError(f"{exc} — {champion_path} was not replaced (promotions.jsonl says so)") from None
+    if keep is not None:
+        _prune(folder, keep, record["champion_after"])
 
 
 def _check_compatible(new: Checkpoint, old: Checkpoint, candidate: Path, champion: Path) -> None:
@@ -153,9 +186,17 @@ def _check_compatible(new: Checkpoint, old: Checkpoint, candidate: Path, champio
 
 
 def _compare(
-    candidate: Path, champion: Path, new: Checkpoint, old: Checkpoint, data: Any, metric: str, reporter: Reporter
+    staged: Path,
+    champion: Path,
+    new: Checkpoint,
+    old: Checkpoint,
+    data: Any,
+    metric: str,
+    reporter: Reporter,
+    candidate: Path,
 ) -> tuple[tuple[float | None, float | None], dict[str, Any]]:
-    """Both models' scores (as served) on the candidate's held-out windows that both can forecast."""
+    """Both models' scores (as served) on the candidate's held-out windows that both can forecast; the candidate
+    is evaluated from `staged`, the copy of the bytes promote read (and would install)."""
     from lstmcast.flows.evaluate import evaluate_checkpoint
 
     source = data if data is not None else new.config.data.path
@@ -163,12 +204,23 @@ def _compare(
         raise ConfigError(f"{candidate} names no data.path — pass --data")
     if new.config.data.split.test == 0:
         raise DataError(f"{candidate} was trained without a test part, so no windows are held out from it")
-    mine = evaluate_checkpoint(candidate, source, reporter)
+    mine = evaluate_checkpoint(staged, source, reporter)
     theirs = evaluate_checkpoint(champion, source, reporter, at=mine.origin_times)
     if theirs.report["origins"] < mine.report["origins"]:  # the champion could not forecast some: drop them
-        mine = evaluate_checkpoint(candidate, source, reporter, at=theirs.origin_times)
+        mine = evaluate_checkpoint(staged, source, reporter, at=theirs.origin_times)
     scores = (_served(mine.report, metric), _served(theirs.report, metric))
     return scores, _windows(mine.report, old)
+
+
+@contextlib.contextmanager
+def _staged(folder: Path, payload: bytes) -> Iterator[Path]:
+    """The candidate's bytes as a private file in DIR while they are evaluated; removed afterwards."""
+    staged = folder / STAGED
+    atomic_write(staged, lambda f: f.write(payload))
+    try:
+        yield staged
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _served(report: dict[str, Any], metric: str) -> float | None:
@@ -200,15 +252,15 @@ def _why(scores: tuple[float | None, float | None], metric: str, margin: float, 
 
 
 def _install(source: Path, folder: Path, champion: Path | None, keep: int | None) -> None:
-    """Keep the champion in history (once), then copy `source` over DIR/model.pt by rename."""
+    """Keep the champion in history (once), then write `source`'s bytes over DIR/model.pt by rename (no record)."""
+    payload = checkpoint.read_bytes(Path(source))
     if champion is not None:
-        history = folder / HISTORY
-        kept = history / f"{model_id(champion)}.pt"
+        kept = folder / HISTORY / f"{model_id(champion)}.pt"
         if not kept.exists():
             atomic_write(kept, lambda f: _copy(champion, f))
-        if keep is not None:
-            _prune(history, keep)
-    atomic_write(folder / CHAMPION, lambda f: _copy(source, f))
+    atomic_write(folder / CHAMPION, lambda f: f.write(payload))
+    if keep is not None:
+        _prune(folder, keep, checkpoint.bytes_id(payload))
 
 
 def _copy(source: Path, f: Any) -> None:
@@ -216,20 +268,106 @@ def _copy(source: Path, f: Any) -> None:
         shutil.copyfileobj(src, f, 1 << 20)
 
 
-def _prune(history: Path, keep: int) -> None:
-    """At most `keep` former champions, the newest kept."""
-    files = sorted(history.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
-        old.unlink(missing_ok=True)
+def _records(folder: Path, *, strict: bool) -> list[dict[str, Any]]:
+    """The decisions in DIR/promotions.jsonl, in order. A line that is not a record (cut by a crash, edited,
+    not UTF-8, not a JSON object of the shape lstmcast writes): skipped, or with `strict` (a rollback) one error
+    line saying which lines were read and which were not."""
+    path = folder / RECORD
+    if not path.exists():
+        return []
+    data = _read_regular(path)
+    records, bad = [], []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        entry = _entry(line)
+        if entry is None:
+            bad.append(number)
+        else:
+            records.append(entry)
+    if strict and bad:
+        lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DataError(
+            f"{path}: line {lines} cannot be read (not a record lstmcast wrote); {len(records)} other records were "
+            "read — a rollback needs the whole history: repair or delete those lines (one cut by a crash can be "
+            "deleted), then roll back again"
+        )
+    return records
+
+
+def _read_regular(path: Path) -> bytes:
+    """The record's bytes; a FIFO, device or folder there is one error line (a FIFO would block the read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DataError(f"cannot read the promotion record {path}: {exc.strerror or exc}") from None
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise DataError(f"the promotion record {path} is {kind}, not a regular file — move it away")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("action"), str):
+        return None
+    replaced = entry.get("champion")
+    if replaced is not None and not (isinstance(replaced, dict) and isinstance(replaced.get("id"), str)):
+        return None
+    if not isinstance(entry.get("champion_after"), str | None):
+        return None
+    return entry
+
+
+def _replaced_by(records: list[dict[str, Any]], current: str) -> str | None:
+    """The champion the latest promotion of `current` replaced, if any: what a rollback puts back."""
+    previous = None
+    for entry in records:
+        if entry["action"] == "promoted" and entry.get("champion_after") == current and entry.get("champion"):
+            previous = entry["champion"]["id"]
+    return previous
+
+
+def _prune(folder: Path, keep: int, champion: str) -> None:
+    """At most `keep` former champions, the most recently replaced kept (by the records' order, not file ages;
+    files the records do not name count as older, by age), and always the one a rollback of `champion` needs."""
+    history = folder / HISTORY
+    records = _records(folder, strict=False)
+    order: list[str] = []
+    for entry in records:
+        if entry["action"] in ("promoted", "rollback") and entry.get("champion"):
+            replaced = entry["champion"]["id"]
+            order = [i for i in order if i != replaced] + [replaced]
+    files = {p.stem: p for p in history.glob("*.pt")}
+    unnamed = sorted((i for i in files if i not in order), key=lambda i: files[i].stat().st_mtime)
+    ranked = [*unnamed, *[i for i in order if i in files]]
+    needed = _replaced_by(records, champion)
+    for stale in ranked[: max(0, len(ranked) - keep)]:
+        if stale != needed and stale != champion:
+            files[stale].unlink(missing_ok=True)
 
 
 def _append(folder: Path, record: dict[str, Any]) -> None:
-    fd = open_append(folder / RECORD)
+    """One line of DIR/promotions.jsonl, fsynced: a regular file (not read-only, a folder, a FIFO) or none yet."""
+    fd = open_append(folder / RECORD, "the promotion record")
     try:
-        os.write(fd, (json.dumps(record, default=str) + "\n").encode())
-        os.fsync(fd)
+        _write_line(fd, folder, record)
     finally:
         os.close(fd)
+
+
+def _write_line(fd: int, folder: Path, record: dict[str, Any]) -> None:
+    try:
+        os.write(fd, (to_json(record) + "\n").encode())
+        os.fsync(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write the promotion record {folder / RECORD}: {exc.strerror or exc}") from None
 
 
 def _now() -> str:

@@ -13,6 +13,7 @@ gaps (what was known at each origin); errors are scored only where an actual was
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,8 @@ import pandas as pd
 from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
-from lstmcast.data import sources
+from lstmcast import durations
+from lstmcast.data import readers, sources
 from lstmcast.data.archive import Archived
 from lstmcast.errors import ConfigError, DataError, shown
 from lstmcast.forecast import metrics
@@ -35,8 +37,13 @@ RULE_METRICS = (*MEASURES, "coverage", "missing", "relative")
 WORSE_RATIO = 2.0  # a series' recent MASE this many times its earlier MASE (and above 1) needs attention
 LEVEL_SHIFT = 3.0  # the window's mean this many training standard deviations from the training mean: drift
 MOST_NAMED = 5  # series named per attention line
-_RULE = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
-_WORSE = re.compile(r"^\s*worse-than\s*=\s*([a-z_]+)\s*$")
+MAX_RULE_CHARS = 100  # a rule is a dozen characters; anything longer is refused before any pattern reads it
+SPAN_MOST = 100 * 365.25 * 86400.0  # --since/--until spans: at most a century back
+# every quantifier bounded or unambiguous: matching is linear in the (capped) text
+_RULE = re.compile(
+    r"\s*([a-z_]{1,20})\s*(<=|>=|<|>)\s*([-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?)\s*"
+)
+_WORSE = re.compile(r"\s*worse-than\s*=\s*([a-z_]{1,30})\s*")
 
 
 @dataclass(frozen=True)
@@ -68,14 +75,18 @@ class Rule:
 
 def parse_rule(text: str) -> Rule:
     """`mase>1.2`, `coverage<0.7`, `missing>0.1`, `relative>1`, `worse-than=seasonal_naive`."""
-    worse = _WORSE.match(text)
+    if len(text) > MAX_RULE_CHARS:
+        raise ConfigError(
+            f"--fail-if {shown(text, 40)} is {len(text):,} characters long, not a rule — write e.g. mase>1.2"
+        )
+    worse = _WORSE.fullmatch(text)
     if worse:
         name = worse.group(1)
         if name not in FORECASTERS[1:]:
             raise ConfigError(f"--fail-if {shown(text)}: worse-than takes seasonal_naive or naive")
         return Rule(text, "mase", "worse-than", name)
-    match = _RULE.match(text)
-    if not match or match.group(1) not in RULE_METRICS:
+    match = _RULE.fullmatch(text)
+    if not match or match.group(1) not in RULE_METRICS or not math.isfinite(float(match.group(3))):
         raise ConfigError(
             f"--fail-if {shown(text)} is not a rule — write METRIC<VALUE or METRIC>VALUE with METRIC one of "
             f"{', '.join(RULE_METRICS)} (e.g. mase>1.2, coverage<0.7), or worse-than=seasonal_naive"
@@ -115,34 +126,45 @@ def _served(archived: Archived, label: str) -> tuple[pd.DataFrame, dict[str, Any
     used = [archived.models[m] for m in points["model_id"].unique() if m in archived.models]
     if not used:
         raise DataError(f"{label}: lstmcast_models has no row for the archived forecasts — the archive is damaged")
-    for key in ("timestamp_col", "series_col", "freq"):
-        values = {m[key] for m in used}
+    kinds = {"naive" if m["time_zone"] == "" else "with offsets" for m in used if m["time_zone"] is not None}
+    for key, values in [(k, {m[k] for m in used}) for k in ("timestamp_col", "series_col", "freq")] + [
+        ("times", kinds)
+    ]:
         if len(values) > 1:
             raise DataError(
                 f"{label}: the forecasts in the window come from models with different {key} ({sorted(map(str, values))})"
                 " — score each with --since/--until around the change"
             )
     latest = max(used, key=lambda m: str(m["first_issued"]))
-    facts = {**latest, "levels": {}}
+    facts = {**latest, "levels": {}, "time_zones": {m["time_zone"] for m in used}}
     for m in sorted(used, key=lambda m: str(m["first_issued"])):
         facts["levels"].update(m["levels"])  # the newest model's training levels win
     return points.reset_index(drop=True), facts
 
 
 def read_actuals(source: sources.Source, facts: dict[str, Any], targets: list[str]) -> pd.DataFrame:
-    """Long actuals: series, target, target_time (UTC naive), actual; only observed values; duplicates refused."""
+    """Long actuals: series, target, target_time (as archived: UTC naive), actual; only observed values.
+
+    Read by training's reader and rules: a value that is not a number (text, 'nan') or is infinite, an empty
+    or unreadable time, an empty series id, a time twice — one error line naming the cell. Times with
+    UTC offsets are converted to UTC where the archive says the model's were (times without offsets are
+    compared as they are where its were); any other pairing is refused, naming both (`_times_as_archived`).
+    """
     ts, sid = facts["timestamp_col"], facts["series_col"]
     wanted = [c for c in (sid, ts) if c] + targets
     raw = sources.read_source(source, wanted, targets, ts)
-    times = raw[ts]
-    if times.dtype.kind != "M":
-        times = pd.to_datetime(times)
-    if getattr(times.dtype, "tz", None) is not None:
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    frame = pd.DataFrame({"series": raw[sid].astype(str) if sid else "", "target_time": times.to_numpy()})
-    long = pd.concat([frame.assign(target=t, actual=raw[t].to_numpy()) for t in targets], ignore_index=True).dropna(
-        subset=["actual"]
-    )
+    lines = range(source.first_row, len(raw) + source.first_row)
+    values = readers.numeric_values(raw, targets, lines, source, source.row_word)
+    times = raw[ts] if raw[ts].dtype.kind == "M" else readers.parse_times(raw[ts], lines, source, ts, source.row_word)
+    times = _times_as_archived(pd.Series(times), facts, source, ts)
+    ids = raw[sid] if sid else pd.Series("", index=raw.index)
+    if ids.isna().any():
+        row = lines[int(np.flatnonzero(ids.isna().to_numpy())[0])]
+        raise DataError(f"{source}: {source.row_word} {row}: empty {shown(sid)} — every row needs a series id")
+    frame = pd.DataFrame({"series": ids.astype(str).to_numpy(), "target_time": times.to_numpy()})
+    long = pd.concat(
+        [frame.assign(target=t, actual=values[:, j]) for j, t in enumerate(targets)], ignore_index=True
+    ).dropna(subset=["actual"])
     twice = long.duplicated(["series", "target", "target_time"])
     if twice.any():
         row = long[twice].iloc[0]
@@ -151,6 +173,35 @@ def read_actuals(source: sources.Source, facts: dict[str, Any], targets: list[st
             f"{source}: {where}{row['target_time']} appears twice — keep one row per time, then score again"
         )
     return long
+
+
+def _times_as_archived(times: pd.Series, facts: dict[str, Any], source: Any, column: str) -> pd.Series:
+    """The actuals' times on the archive's clock. The archive keeps naive times: the data's own where the model
+    was trained on times without offsets, UTC where it was trained on times with offsets (lstmcast_models.time_zone
+    says which; NULL: archived before it was recorded). Never shifted by a guess."""
+    tz = getattr(times.dtype, "tz", None)
+    aware = {bool(z) for z in facts["time_zones"] if z is not None}
+    unknown = None in facts["time_zones"]
+    what = f"{source}: the times in column {shown(column)}"
+    if tz is None:
+        if True in aware:
+            zone = next(z for z in facts["time_zones"] if z)
+            raise DataError(
+                f"{what} have no UTC offset, but the archived forecasts are for times in {zone} (kept in UTC) — "
+                "give the actuals' times with their offsets (or in UTC, ending in +00:00)"
+            )
+        return times
+    if False in aware:
+        raise DataError(
+            f"{what} have a UTC offset ({tz}), but the archived forecasts are for times without one (the model "
+            "was trained on naive times) — give the actuals' times as the model's data had them, without offsets"
+        )
+    if unknown:
+        raise DataError(
+            f"{what} have a UTC offset ({tz}), but the archive does not record whether its forecasts' times were "
+            "UTC or local (archived before lstmcast recorded it) — give the actuals' times in UTC without an offset"
+        )
+    return times.dt.tz_convert("UTC").dt.tz_localize(None)
 
 
 def _baselines(points: pd.DataFrame, actuals: pd.DataFrame, freq: str, season: int, label: str) -> pd.DataFrame:
@@ -404,19 +455,21 @@ def names(entries: list[Any], most: int = MOST_NAMED) -> str:
     return text + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
-_SPAN = re.compile(r"^\s*(\d+)\s*(h|d|w)\s*$")
+_SPAN = re.compile(r"\s*[\d.]{1,40}\s*[a-z]{1,3}\s*")  # a number and a unit: a span, not a time
 
 
 def parse_time(text: str | None, flag: str) -> datetime | pd.Timedelta | None:
     """A time (`2024-06-01 13:00`; with an offset, converted to UTC) or a span back from the latest actual (`7d`)."""
     if text is None:
         return None
-    span = _SPAN.match(text.lower())
-    if span:
-        return pd.Timedelta(int(span.group(1)), unit={"h": "h", "d": "D", "w": "W"}[span.group(2)])
+    if len(text) <= durations.MAX_CHARS and _SPAN.fullmatch(text.lower()):
+        seconds = durations.seconds(
+            text, flag, most=SPAN_MOST, units=("h", "d", "w"), bare=False, example="7d, 48h or 2w"
+        )
+        return pd.Timedelta(seconds=seconds)
     try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
+        stamp = pd.Timestamp(text) if len(text) <= 64 else pd.NaT  # no time is longer; pandas would read on
+    except (ValueError, OverflowError, TypeError):
         stamp = pd.NaT
     if stamp is pd.NaT:
         raise ConfigError(

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lstmcast import config
+from lstmcast import config, yamlsafe
 from lstmcast.config import Config
 from lstmcast.errors import ConfigError, shown
 from lstmcast.flows import starter
@@ -101,15 +99,11 @@ def default_space(cfg: Config, facts: DataFacts) -> list[Dim]:
 
 
 def read_space(path: Path) -> list[Dim]:
-    """A space file: `section.key: [choices]` or `section.key: {low, high, log, step}` per line."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--space {path}: cannot read it ({exc.strerror}) — check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"--space {path}:{where} is not valid YAML — fix the file") from None
+    """A space file: `section.key: [choices]` or `section.key: {low, high, log, step}` per line.
+
+    Read as a config is (`yamlsafe`): a regular UTF-8 file of at most a megabyte; duplicate keys, alias bombs and
+    deep nesting refused, each in one line naming the file and line."""
+    raw = yamlsafe.parse(yamlsafe.read_text(path, "--space file"), f"--space {path}")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"--space {path} must map config keys to choices, e.g. model.hidden_size: [64, 128]")
     return [_dim(path, str(key), spec) for key, spec in raw.items()]

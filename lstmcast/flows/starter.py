@@ -45,11 +45,11 @@ def data_facts(d: DataConfig) -> DataFacts:
     import numpy as np
 
     from lstmcast.data.frame import read_data
-    from lstmcast.data.sources import source_of
+    from lstmcast.data.sources import source_of, within
 
     if d.path is None:
         raise ConfigError("data.path is not set — add it to the config")
-    panel = read_data(d, source_of(d.path, d.query), freq=d.freq, start=d.start, end=d.end)
+    panel = read_data(d, within(source_of(d.path, d.query), d), freq=d.freq, start=d.start, end=d.end)
     lengths = panel.lengths
     freq = panel.freq
     return DataFacts(

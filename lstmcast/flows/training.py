@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -51,7 +50,7 @@ from lstmcast.model.lstm import (
 )
 from lstmcast.model.selection import Selection
 from lstmcast.model.selection import mean as baselines_mean
-from lstmcast.report import Reporter
+from lstmcast.report import Reporter, to_json
 
 TRAIN_OUTPUTS = ("model.pt", "state.pt", "config.yaml", "metrics.json", "history.csv")
 TRAIN_LOSS_SAMPLE = 10_000  # training windows scored after training (evenly spaced): bounded time on any data
@@ -292,7 +291,7 @@ class _Run:
         self, prep: Prepared, dims: Dims, scaler: Scaler, scores: dict[str, Any], selection: Selection | None
     ) -> Path:
         write_text(self.out_dir / "config.yaml", to_yaml(self.cfg))
-        write_text(self.out_dir / "metrics.json", json.dumps(scores, indent=2) + "\n")
+        write_text(self.out_dir / "metrics.json", to_json(scores, indent=2) + "\n")
         history = [_history_row(k, p) for k, r in enumerate(self.results) for p in r.history]
         sinks.write_frame(self.out_dir / "history.csv", sinks.table(history))
         ids = list(prep.panel.ids)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import shutil
 import signal
@@ -27,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstmcast import config
+from lstmcast import config, durations
+from lstmcast.atomic import ensure_dir
 from lstmcast.config import Config, load_config
-from lstmcast.data import db
-from lstmcast.errors import ConfigError, Interrupted, LstmcastError, shown
+from lstmcast.errors import ConfigError, Interrupted, LstmcastError
 from lstmcast.extras import require
 from lstmcast.flows import starter
+from lstmcast.flows import study as studies
 from lstmcast.flows.space import (
     MAX_STEPS,
     Dim,
@@ -47,17 +47,14 @@ from lstmcast.flows.space import (
 from lstmcast.flows.starter import DataFacts
 from lstmcast.flows.tracking import Run
 from lstmcast.learn.loop import Validation
-from lstmcast.locations import is_url
-from lstmcast.report import Reporter
+from lstmcast.locations import redact
+from lstmcast.report import Reporter, to_json
 
-STUDY = "lstmcast"
 PACE_SECONDS = 10.0  # a trial's pace is judged after this long of optimiser steps …
 PACE_MARGIN = 1.25  # … and it is stopped early only if it would overrun by more than 25 %
 # A trial may be pruned only in the second half of its own schedule: earlier, a long cosine run at a high learning
 # rate looks worse than a short one ending at the same step (on M4 the pruner cut every 12-epoch trial at epoch 1).
 PRUNE_FROM = 0.5
-STORAGE_ATTEMPTS = 5  # processes started together race to create the study's tables: the losers retry
-HEARTBEAT = 30  # seconds: a trial whose process died (kill -9) is failed after two missed beats
 
 
 # ---------------------------------------------------------------------------- trials
@@ -167,7 +164,7 @@ class Search:
             )
             raise self.interrupted from None
         except LstmcastError as exc:  # this setting cannot train (too long a lookback, divergence): a bad point
-            trial.set_user_attr("error", str(exc))
+            trial.set_user_attr("error", redact(str(exc)))
             raise _pruned(trial, str(exc)) from None
         finally:
             reporter.close()
@@ -200,7 +197,7 @@ def _pruned(trial: Any, reason: str) -> Exception:
     """Optuna's TrialPruned, with the reason kept in the study (trials.csv's `user_attrs_pruned`)."""
     import optuna
 
-    trial.set_user_attr("pruned", reason[:200])
+    trial.set_user_attr("pruned", redact(reason)[:200])
     return optuna.TrialPruned(reason)
 
 
@@ -225,49 +222,8 @@ def _duration(seconds: float) -> str:
 
 
 def parse_budget(text: str, option: str = "--budget") -> float:
-    """`30m`, `2h`, `90s` or a number of seconds → seconds (> 0)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    t = text.strip().lower()
-    number, unit = (t[:-1], units[t[-1]]) if t and t[-1] in units else (t, 1)
-    try:
-        value = float(number) * unit
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{option} {shown(text)} is not a time — write e.g. 30m, 2h or 600 (seconds)")
-    return value
-
-
-def storage_url(out: Path, given: str | None) -> str:
-    if given is None:
-        return f"sqlite:///{(out / 'study.db').resolve()}"
-    if not is_url(given):
-        return f"sqlite:///{Path(given).expanduser().resolve()}"
-    db.parse(given, "--storage")
-    return given
-
-
-def _storage(url: str) -> Any:
-    import warnings
-
-    import optuna
-
-    sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if sqlite else {}
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    for attempt in range(STORAGE_ATTEMPTS):
-        try:
-            with warnings.catch_warnings():  # heartbeats are marked experimental; they are what fails a killed trial
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    db.connect_url(url, "--storage"), engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT
-                )
-        except (IntegrityError, OperationalError):  # another process created the tables at the same moment
-            if attempt + 1 == STORAGE_ATTEMPTS:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    """`30m`, `2h`, `90s` or a number of seconds → seconds (> 0, at most a year)."""
+    return durations.seconds(text, option, most=365 * durations.DAY)
 
 
 @contextlib.contextmanager
@@ -308,31 +264,23 @@ def run(
 ) -> dict[str, Any]:
     """Search until the budget or `trials` finished trials (each one at most `trial_limit` s); write the outputs."""
     require("optuna", "tune", "lstmcast tune")
-    import optuna
 
     started = time.monotonic()
     base = load_config(config_path, overrides or [])
     if base.data.split.val == 0:
         raise ConfigError(f"{config_path}: data.split.val is 0 — tune scores trials on validation rows; give some")
+    space = read_space(space_path) if space_path else None  # a bad space file: refused before the data is read
     facts = starter.data_facts(base.data)
-    space = read_space(space_path) if space_path else default_space(base, facts)
+    space = space or default_space(base, facts)
     check_space(base, space, str(space_path or "the default space"))
-    out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by lstmcast, in one line
-    optuna.logging.disable_default_handler()
-    study = optuna.create_study(
-        study_name=STUDY,
-        storage=_storage(storage_url(out, storage)),
-        sampler=optuna.samplers.TPESampler(seed=base.train.seed if seed is None else seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-        direction="minimize",
-        load_if_exists=True,
-    )
+    url = studies.storage_url(out, storage)
+    ensure_dir(out)
+    study_run = _open_study(base, out, url, seed)
     max_steps = None if space_path else MAX_STEPS
-    done_before = len(study.trials)
-    if not study.trials:  # a new study starts from sane points: the config as written, then `init`'s settings
+    done_before = len(study_run.trials)
+    if not study_run.trials:  # a new study starts from sane points: the config as written, then `init`'s settings
         for point in starting_points(base, space, facts, max_steps):
-            study.enqueue_trial(point)
+            study_run.enqueue_trial(point)
     limit = default_trial_limit(budget) if trial_limit is None else trial_limit
     search = Search(base, space, out, started + budget, reporter, max_steps=max_steps, trial_limit=limit)
     search.tracker = tracker
@@ -343,15 +291,33 @@ def run(
 
         callbacks.append(MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     reporter.info(f"searching {len(space)} settings of {config_path} for {_duration(budget)} into {out}")
-    with _stop_on_term(search):
-        if trials is None or _finished(study) < trials:
+    with _stop_on_term(search), studies.storage_errors(url):
+        if trials is None or _finished(study_run) < trials:
             with contextlib.suppress(Interrupted):  # a trial's SIGTERM: the outputs are written first
-                study.optimize(search.objective, callbacks=callbacks, timeout=budget, gc_after_trial=True)
-        summary = write_outputs(study, base, space, out, facts)
+                study_run.optimize(search.objective, callbacks=callbacks, timeout=budget, gc_after_trial=True)
+        summary = write_outputs(study_run, base, space, out, facts)
     if search.interrupted is not None:
         raise search.interrupted
-    summary["trials_this_run"] = len(study.trials) - done_before
+    summary["trials_this_run"] = len(study_run.trials) - done_before
     return summary
+
+
+def _open_study(base: Config, out: Path, url: str, seed: int | None) -> Any:
+    """The study of this config's problem (`study.problem`): created, or continued; --out must hold no other."""
+    import optuna
+
+    name = studies.claim(out, studies.problem(base))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by lstmcast, in one line
+    optuna.logging.disable_default_handler()
+    with studies.storage_errors(url):
+        return optuna.create_study(
+            study_name=name,
+            storage=studies.open_storage(url),
+            sampler=optuna.samplers.TPESampler(seed=base.train.seed if seed is None else seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+            direction="minimize",
+            load_if_exists=True,
+        )
 
 
 def default_trial_limit(budget: float) -> float:
@@ -375,6 +341,9 @@ def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: 
         # Optuna keeps a pruned trial's last report (a scaled validation MAE) as its value: not a MASE
         frame["value"] = frame["value"].where(frame["state"] == "COMPLETE")
         frame = frame.rename(columns={"value": "validation_mase"})
+        for column in frame.columns:  # a reason stored with the trial may name a URL
+            if frame[column].dtype == object or str(frame[column].dtype) in ("str", "string"):
+                frame[column] = frame[column].map(lambda v: redact(v) if isinstance(v, str) else v)
         sinks.write_frame(out / "trials.csv", frame)
     summary: dict[str, Any] = {
         "study": study.study_name,
@@ -395,7 +364,8 @@ def write_outputs(study: Any, base: Config, space: list[Dim], out: Path, facts: 
             for t in sorted(_complete(study), key=lambda t: t.value)[:5]
         ]
         summary["importance"] = _importance(study)
-    write_text(out / "report.json", json.dumps(summary, indent=2, default=str) + "\n")
+    summary["problem"] = studies.problem(base)
+    write_text(out / "report.json", to_json(summary, indent=2) + "\n")
     return summary
 
 

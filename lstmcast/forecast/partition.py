@@ -66,12 +66,13 @@ class Predictor:
     model: Forecaster
     fallback: str
     select: str
+    model_id: str  # the hash of exactly the bytes loaded: a promote swapping the file meanwhile cannot rename it
 
     @classmethod
     def load(cls, path: str | Path, fallback: str | None = None, select: str | None = None) -> Predictor:
-        ckpt = checkpoint.load(path)
+        ckpt, model_id = checkpoint.load_with_id(path)
         fallback, select = fallback or ckpt.config.predict.fallback, select or ckpt.config.train.select
-        return cls(Path(path), ckpt, ckpt.forecaster(), fallback, select)
+        return cls(Path(path), ckpt, ckpt.forecaster(), fallback, select, model_id)
 
     @property
     def spec(self) -> ModelSpec:

@@ -9,7 +9,11 @@ rules has one place to go. Writes go through `atomic_write`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import os
 import pickle
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,14 +221,59 @@ def save(path: Path, ckpt: Checkpoint) -> None:
 
 def load(path: str | Path) -> Checkpoint:
     """A trained model's checkpoint, of any format this version reads."""
+    return load_with_id(path)[0]
+
+
+def load_with_id(path: str | Path) -> tuple[Checkpoint, str]:
+    """The checkpoint and the model id of exactly the bytes it was read from (`sinks.model_id`'s hash).
+
+    The file is read once: a file replaced meanwhile (a promote's swap) cannot give the model of one
+    file and the id of another."""
     path = Path(path)
-    payload = _read(path)
+    data = read_bytes(path)
+    return from_bytes(data, path), bytes_id(data)
+
+
+def from_bytes(data: bytes, path: Path) -> Checkpoint:
+    """The checkpoint in `data` (read from `path`, which messages name)."""
+    payload = _read(path, data)
     if not isinstance(payload, dict) or "format_version" not in payload or payload.get("kind") == "resume":
         raise CheckpointError(
             f"{path} is a torch file but not an lstmcast checkpoint — give a model.pt written by lstmcast train"
         )
     _check_version(path, payload)
     return Checkpoint.from_dict(payload, path)
+
+
+def bytes_id(data: bytes) -> str:
+    """A checkpoint's identity in forecast tables and the archive: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_bytes(path: Path) -> bytes:
+    """A checkpoint file's bytes, read through one open descriptor; anything but a regular file is refused
+    (a FIFO would block the read forever, a device would read without end)."""
+    if not path.exists():
+        if path.is_symlink():
+            raise CheckpointError(
+                f"checkpoint {path} is a symbolic link that loops or whose target is gone — point it at a model.pt"
+            )
+        raise CheckpointError(f"checkpoint {path} not found — train one with `lstmcast train CONFIG`")
+    if path.is_dir():
+        hint = " (did you mean model.pt inside it?)" if (path / "model.pt").exists() else ""
+        raise CheckpointError(f"checkpoint path {path} is a folder{hint} — give the model.pt file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CheckpointError(
+                f"checkpoint path {path} is not a regular file (a FIFO or device?) — give the model.pt file"
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc} — check the file") from None
 
 
 @dataclass
@@ -257,7 +306,7 @@ def load_state(path: Path) -> RunState:
         raise CheckpointError(
             f"no resumable state at {path} — the last run finished or never started; train without --resume"
         )
-    payload = _read(path)
+    payload = _read(path, read_bytes(path))
     if not isinstance(payload, dict) or payload.get("kind") != "resume":
         raise CheckpointError(f"{path} is not an lstmcast resume state — delete it and train without --resume")
     _check_version(path, payload)
@@ -270,18 +319,9 @@ def load_state(path: Path) -> RunState:
         raise CheckpointError(f"{path} is damaged ({_reason(exc)}) — delete it and train without --resume") from None
 
 
-def _read(path: Path) -> Any:
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} not found — train one with `lstmcast train CONFIG`")
-    if path.is_dir():
-        hint = " (did you mean model.pt inside it?)" if (path / "model.pt").exists() else ""
-        raise CheckpointError(f"checkpoint path {path} is a folder{hint} — give the model.pt file")
-    if not path.is_file():  # a FIFO would block the read forever; a device would read without end
-        raise CheckpointError(
-            f"checkpoint path {path} is not a regular file (a FIFO or device?) — give the model.pt file"
-        )
+def _read(path: Path, data: bytes) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path} is not a safe lstmcast checkpoint (it holds objects other than plain data: "
