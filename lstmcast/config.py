@@ -7,42 +7,19 @@ declaration, so they cannot drift apart.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
-import math
 import re
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lstmcast.durations import DAY, seconds
 from lstmcast.errors import ConfigError, shown
+from lstmcast.knobs import coerce, knob, range_text, section, show
 from lstmcast.locations import absolute, is_url, refuse_secrets
 from lstmcast.vocabulary import ENGINES, FALLBACKS, SELECTIONS
-
-
-def knob(
-    default: Any,
-    doc: str,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    choices: tuple[str, ...] | None = None,
-    path: bool = False,
-) -> Any:
-    """Declare a config key: its default, a one-line description and what values are valid."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "path": path}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def section(cls: type, doc: str) -> Any:
-    return field(default_factory=cls, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
@@ -392,7 +369,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         where = prefix.rstrip(".") or "the config"
-        raise ConfigError(f"{where} must be a mapping of keys, got {_show(raw)}")
+        raise ConfigError(f"{where} must be a mapping of keys, got {show(raw)}")
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
@@ -404,7 +381,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value if value is not None else {}, f"{prefix}{name}.")
         else:
-            kwargs[name] = _coerce(value, tp, by_name[name].metadata, f"{prefix}{name}")
+            kwargs[name] = coerce(value, tp, by_name[name].metadata, f"{prefix}{name}")
     return cls(**kwargs)
 
 
@@ -420,77 +397,6 @@ def _suggest(key: str, prefix: str, valid: list[str]) -> str:
         if key in names:
             return f" — did you mean {sec.name}.{key}?"
     return f" — valid keys are {', '.join(prefix + v for v in valid)}"
-
-
-def _coerce(value: Any, tp: Any, meta: typing.Mapping[str, Any], key: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, meta, key)
-    if origin is list:
-        (item_tp,) = args
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            value = [value]
-        return [_coerce(v, item_tp, meta, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be a whole number{_range_text(meta)}, got {_show(value)}")
-        _check_range(value, meta, key)
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a number{_range_text(meta)}, got {_show(value)}")
-        _check_range(float(value), meta, key)
-        return float(value)
-    if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # a column named 2024 in the CSV header
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {_show(value)}")
-        choices = meta.get("choices")
-        if choices and value not in choices:
-            hint = difflib.get_close_matches(value, choices, n=1)
-            more = f" — did you mean {hint[0]}?" if hint else ""
-            raise ConfigError(f"{key} = {shown(value)} is not one of {', '.join(choices)}{more}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module
-
-
-def _check_range(value: float, meta: typing.Mapping[str, Any], key: str) -> None:
-    lo, hi = meta.get("lo"), meta.get("hi")
-    too_low = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
-    too_high = hi is not None and value > hi
-    if too_low or too_high:
-        raise ConfigError(f"{key} = {shown(value)} is out of range — it must be{_range_text(meta)}")
-
-
-def _range_text(meta: typing.Mapping[str, Any]) -> str:
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is None and hi is None:
-        return ""
-    low = f"> {_num(lo)}" if meta.get("lo_open") else f"≥ {_num(lo)}"
-    return f" {low} and ≤ {_num(hi)}" if hi is not None else f" {low}"
-
-
-def _num(x: float | None) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
-
-
-def _show(value: Any) -> str:
-    return f"{shown(value)} ({type(value).__name__})"
 
 
 def _check_cross_field(cfg: Config, source: str) -> None:
@@ -556,7 +462,7 @@ def reference(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str,
             continue
         meta = f.metadata
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        valid = " \\| ".join(meta["choices"]) if meta.get("choices") else _range_text(meta).strip()
+        valid = " \\| ".join(meta["choices"]) if meta.get("choices") else range_text(meta).strip()
         type_name = str(tp).replace("typing.", "").replace(" | None", " or null").replace("NoneType", "null")
         type_name = tp.__name__ if isinstance(tp, type) else type_name
         rows.append((f"{prefix}{f.name}", type_name, _yaml_scalar(default), valid, meta["doc"]))
