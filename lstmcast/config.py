@@ -19,7 +19,7 @@ from lstmcast.durations import DAY, seconds
 from lstmcast.errors import ConfigError, shown
 from lstmcast.knobs import coerce, knob, range_text, section, show
 from lstmcast.locations import absolute, is_url, refuse_secrets
-from lstmcast.vocabulary import ENGINES, FALLBACKS, SELECTIONS
+from lstmcast.vocabulary import ENGINES, FALLBACKS, SELECTIONS, SHORT_HISTORY
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,14 @@ class PredictConfig:
         "series embeddings, or a non-finite forecast): auto = the baseline that scored best on validation, "
         "seasonal_naive, naive, or error (refuse the whole run); predict --fallback overrides it",
         choices=FALLBACKS,
+    )
+    short_history: str = knob(
+        "error",
+        "a series the model trained on that arrives with fewer rows than window.lookback (or a batch where most "
+        "series do) looks like a truncated extract: error refuses the run naming rows received and needed; "
+        "fallback forecasts it by predict.fallback. New series may always be short; predict --short-history "
+        "overrides it",
+        choices=SHORT_HISTORY,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 BASELINES = ("seasonal_naive", "naive")  # the naive forecasters a series can be served by
 FORECASTERS = ("model", *BASELINES)  # the `forecaster` column's values
 FALLBACKS = ("auto", *BASELINES, "error")  # predict.fallback, predict --fallback
+SHORT_HISTORY = ("error", "fallback")  # predict.short_history, predict --short-history
 SELECTIONS = ("model", "best")  # train.select, predict/evaluate --select
 METRICS = ("mae", "rmse", "smape", "mase")  # forecast.metrics.METRICS, in report order; promote --metric
 SCORE_BY = ("series", "step", "origin", "week")  # score --by

@@ -94,7 +94,10 @@ def test_select_model_serves_every_long_series_with_the_model(trained):
 def test_short_and_new_series_are_forecast_by_a_labelled_baseline_with_quantiles(trained):
     data = panel_csv(trained / "new.csv", [*IDS, "fresh"], {"s9": 40, "s3": 20, "fresh": 200}, walks={"s7", "s8"})
     out = trained / "all.csv"
-    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "naive", "--json")
+    refused = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "naive")
+    assert_user_error(refused, "series 's3', a series the model trained on, has 20 rows", "reads 48", "truncated")
+    args = ("--fallback", "naive", "--short-history", "fallback", "--json")
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, *args)
     assert result.code == 0, result.stderr
     forecast = pd.read_csv(out)
     assert forecast["meter"].nunique() == 11 and len(forecast) == 11 * 12
@@ -117,13 +120,42 @@ def test_short_and_new_series_are_forecast_by_a_labelled_baseline_with_quantiles
 def test_seasonal_naive_fallback_repeats_the_last_day(trained):
     data = panel_csv(trained / "short.csv", ["s0"], {"s0": 30}, walks=set())
     out = trained / "short_forecast.csv"
-    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, "--fallback", "seasonal_naive")
+    args = ("--fallback", "seasonal_naive", "--short-history", "fallback")
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, *args)
     assert result.code == 0, result.stderr
     assert "shorter than window.lookback" in result.stderr
     history = pd.read_csv(data)["load"].to_numpy()
     forecast = pd.read_csv(out)
     assert set(forecast["forecaster"]) == {"seasonal_naive"}
     assert np.allclose(forecast["load"], history[-24:][np.arange(12) % 24])
+
+
+def test_less_than_a_season_is_naive_labelled_naive(trained):
+    """Three rows of a series: a "seasonal naive" would repeat a period of 3, not of 24. Naive, named so."""
+    data = panel_csv(trained / "three.csv", ["fresh"], {"fresh": 3}, walks=set())
+    out = trained / "three_forecast.csv"
+    args = ("--fallback", "seasonal_naive")
+    result = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out, *args)
+    assert result.code == 0, result.stderr  # a new series may be short: it gets the fallback
+    forecast = pd.read_csv(out)
+    assert set(forecast["forecaster"]) == {"naive"}
+    assert np.allclose(forecast["load"], pd.read_csv(data)["load"].iloc[-1])
+
+
+def test_a_truncated_extract_is_refused_unless_the_config_opts_in(trained, tmp_path):
+    """Most series shorter than the lookback (new or not) is one error naming rows received and needed, and
+    nothing is written; predict.short_history: fallback (the config's opt-in, here --set at training) serves them."""
+    fresh = [f"n{k}" for k in range(3)]
+    data = panel_csv(tmp_path / "cut.csv", [*fresh, "s0"], dict.fromkeys(fresh, 30), walks=set())
+    out = tmp_path / "cut_forecast.csv"
+    refused = cli("predict", trained / "run" / "model.pt", "--data", data, "--out", out)
+    assert_user_error(refused, "3 of 4 series have fewer rows than the model reads", "'n0': 30 rows of the 48")
+    assert not out.exists()
+    opted = cli("train", trained / "config.yaml", "--set", "predict.short_history=fallback", "--set",
+                "train.epochs=1", "--set", f"output.dir={tmp_path / 'opted'}", "--quiet")  # fmt: skip
+    assert opted.code == 0, opted.stderr
+    assert cli("predict", tmp_path / "opted" / "model.pt", "--data", data, "--out", out).code == 0
+    assert set(pd.read_csv(out).groupby("meter")["forecaster"].first().drop("s0")) != {"model"}
 
 
 def test_fallback_error_refuses_naming_how_many_and_which(trained):

@@ -120,8 +120,11 @@ def test_forecasts_into_a_sqlite_table_twice_are_there_once_and_parquet_matches(
     # history too short for the model (40 rows, lookback 48), ending earlier: a baseline serves it, labelled so
     short = tmp_path / "short.csv"
     pd.read_csv(base / "series.csv").iloc[200:240].to_csv(short, index=False)
-    assert cli("predict", model, "--data", short, "--out", tmp_path / "short-f.csv", "--quiet").code == 0
-    assert cli("predict", model, "--data", short, "--out", sqlite_url(db), "--quiet").code == 0
+    refused = cli("predict", model, "--data", short, "--out", tmp_path / "short-f.csv")
+    assert_user_error(refused, "the series has 40 rows, but the model reads 48", "--short-history fallback")
+    args = ("--out", tmp_path / "short-f.csv", "--short-history", "fallback", "--quiet")
+    assert cli("predict", model, "--data", short, *args).code == 0
+    assert cli("predict", model, "--data", short, "--out", sqlite_url(db), *args[2:]).code == 0
     baseline = [r for r in rows_of(db) if r[1] != origin[0]]
     expected = pd.read_csv(tmp_path / "short-f.csv")
     assert len(rows_of(db)) == 2 * HORIZON and len(baseline) == HORIZON

@@ -25,6 +25,7 @@ from lstmcast.cli.options import (
     RegroupOpt,
     Select,
     SelectOpt,
+    ShortHistoryOpt,
     TrackOpt,
     TrackRequiredOpt,
     VerboseOpt,
@@ -105,6 +106,7 @@ def predict(
     series: SeriesOpt = None,
     plot: ForecastPlotOpt = None,
     fallback: FallbackOpt = None,
+    short_history: ShortHistoryOpt = None,
     select: SelectOpt = None,
     archive: ArchiveOpt = None,
     no_archive: NoArchiveOpt = False,
@@ -122,7 +124,8 @@ def predict(
     """Forecast window.horizon steps past the last row of --data (every series); write them as CSV, Parquet or rows."""
     found, target = source(data, query), destination(out, table, checkpoint)
     require_plot(plot)
-    common = {"fallback": value(fallback), "select": value(select), "archive_flag": archive, "no_archive": no_archive}
+    chosen = (value(fallback), value(select), value(short_history))
+    common = {"choices": chosen, "archive_flag": archive, "no_archive": no_archive}
     ray = {"engine": value(engine), "address": address, "workers": workers, "cpus": cpus_per_worker, "regroup": regroup}
 
     def work(reporter: Any) -> Any:
@@ -150,9 +153,11 @@ def _forecast(
 ) -> Any:  # fmt: skip
     """predict in this process, or on a Ray cluster: the flags, else the checkpoint's engine section."""
     with reporter.timed("import"):
+        from lstmcast.forecast.partition import Choices
         from lstmcast.model import checkpoint as checkpoints
 
     cfg = checkpoints.load(checkpoint).config.engine
+    common = {**common, "choices": Choices(*common["choices"])}
     if (ray["engine"] or cfg.kind) != "ray":
         from lstmcast.flows.predict import predict as run
 

@@ -23,6 +23,7 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Fallback = choices("Fallback", vocabulary.FALLBACKS)
 Select = choices("Select", vocabulary.SELECTIONS)
+ShortHistory = choices("ShortHistory", vocabulary.SHORT_HISTORY)
 Metric = choices("Metric", vocabulary.METRICS)
 By = choices("By", vocabulary.SCORE_BY)
 Engine = choices("Engine", vocabulary.ENGINES)
@@ -81,6 +82,15 @@ WaitOpt = Annotated[
     typer.Option(
         callback=check_wait,
         help="Wait up to this many seconds (finite, ≥ 0) for another run to release the output folder.",
+    ),
+]
+ShortHistoryOpt = Annotated[
+    ShortHistory | None,
+    typer.Option(
+        help="A series the model trained on, given fewer rows than its lookback (or most series so): error "
+        "refuses (a truncated extract?), fallback forecasts it by the fallback [default: the checkpoint's "
+        "predict.short_history].",
+        show_default=False,
     ),
 ]
 FallbackOpt = Annotated[

@@ -6,6 +6,9 @@ at or after a given time, and the calendar inputs (hour, day of week, …) as si
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -177,3 +180,45 @@ def calendar_features(index: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
         angle = 2 * np.pi * np.asarray(phase[name](), dtype=np.float64)
         columns += [np.sin(angle), np.cos(angle)]
     return np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((len(index), 0), np.float32)
+
+
+def zone_name(panel: Panel) -> str | None:
+    """The zone of a panel's times as a checkpoint records it: '' for times without an offset, the zone or
+    offset ('UTC', 'UTC+01:00', 'Europe/Berlin') for times with one, None for rows numbered by step."""
+    if not panel.timed:
+        return None
+    return "" if panel.tz is None else str(panel.tz)
+
+
+def zone(name: str) -> Any:
+    """A recorded zone name back as the tzinfo pandas uses ('UTC+01:00' is a fixed offset)."""
+    fixed = re.fullmatch(r"UTC([+-])(\d\d):(\d\d)", name)
+    if fixed:
+        sign = 1 if fixed[1] == "+" else -1
+        return dt.timezone(sign * dt.timedelta(hours=int(fixed[2]), minutes=int(fixed[3])))
+    return pd.Timestamp(0, tz=name).tz
+
+
+def on_clock_of(panel: Panel, trained: str | None, calendar: list[str], source: object) -> tuple[Panel, str | None]:
+    """`panel` with its times on the clock a model's calendar features were learned on: `trained` is the
+    checkpoint's zone name (None: not recorded, or no times). Times with an offset, given a model trained on
+    times with another one, are converted to the model's (the same instants; the note says so); times with
+    an offset given a model trained on times without one (or the reverse) are refused, naming both — the
+    calendar features would shift by the offset in silence. A model without calendar features reads no clock."""
+    given = zone_name(panel)
+    if not calendar or trained is None or given is None or given == trained:
+        return panel, None
+    if given and trained:
+        note = f"times with offset {given} converted to the model's zone {trained} for its calendar features"
+        return dataclasses.replace(panel, tz=zone(trained)), note
+    if trained:
+        raise DataError(
+            f"{source}: the times have no UTC offset, but the model was trained on times in {trained}, and its "
+            f"calendar features ({', '.join(calendar)}) would shift by the difference — give the times with their "
+            "offset (e.g. 2024-01-31 13:00+01:00), as the training data had them"
+        )
+    raise DataError(
+        f"{source}: the times are in {given}, but the model was trained on times without a UTC offset, and its "
+        f"calendar features ({', '.join(calendar)}) would shift by the difference — give the times without an "
+        "offset, in the local time the training data used"
+    )

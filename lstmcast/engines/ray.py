@@ -28,7 +28,7 @@ from lstmcast.data.sources import Source, parquet_files
 from lstmcast.errors import ConfigError, DataError, LstmcastError, shown
 from lstmcast.extras import require
 from lstmcast.flows.predict import PredictOutcome, archive_frame, archive_target
-from lstmcast.forecast.partition import Predictor
+from lstmcast.forecast.partition import Choices, Predictor
 from lstmcast.report import Reporter
 from lstmcast.vocabulary import FORECASTERS
 
@@ -110,8 +110,8 @@ def _reachable(address: str) -> None:
 class _FilesForecaster:
     """A worker: the checkpoint loaded once; each call forecasts the Parquet files it is given, file by file."""
 
-    def __init__(self, path: str, fallback: str | None, select: str | None, batch_rows: int) -> None:
-        self.predictor = Predictor.load(path, fallback, select)
+    def __init__(self, path: str, choices: Choices, batch_rows: int) -> None:
+        self.predictor = Predictor.load(path, choices)
         self.batch_rows = batch_rows
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -126,8 +126,8 @@ class _FilesForecaster:
 class _FrameForecaster:
     """A worker for regrouped rows: each call gets whole series (any number) and returns their forecasts."""
 
-    def __init__(self, path: str, fallback: str | None, select: str | None) -> None:
-        self.predictor = Predictor.load(path, fallback, select)
+    def __init__(self, path: str, choices: Choices) -> None:
+        self.predictor = Predictor.load(path, choices)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         return self.predictor(batch)
@@ -140,8 +140,7 @@ def predict(
     reporter: Reporter,
     *,
     cluster: Cluster,
-    fallback: str | None = None,
-    select: str | None = None,
+    choices: Choices | None = None,
     archive_flag: str | None = None,
     no_archive: bool = False,
     regroup: bool = False,
@@ -156,11 +155,11 @@ def predict(
         )
     check_targets(out)
     with reporter.timed("load"):
-        predictor = Predictor.load(ckpt_path, fallback, select)  # the checkpoint checked before any work
+        predictor = Predictor.load(ckpt_path, choices or Choices())  # the checkpoint checked before any work
         store = archive_target(predictor.ckpt, archive_flag, no_archive)
     files = parquet_files(source)
     with connected(cluster) as ray, reporter.timed("forecast"), atomic_folder(out.path) as folder:
-        ds = _plan(ray, predictor, ckpt_path, files, cluster, regroup, batch_rows, fallback, select)
+        ds = _plan(ray, predictor, ckpt_path, files, cluster, regroup, batch_rows, predictor.choices)
         _run(lambda: ds.write_parquet(str(folder), ray_remote_args={"num_cpus": WRITE_CPUS}))
         written = _read_back(folder, predictor)
     return _outcome(written, out, predictor, store, reporter)
@@ -168,7 +167,7 @@ def predict(
 
 def _plan(
     ray: Any, predictor: Predictor, path: Path, files: list[Path], cluster: Cluster, regroup: bool, batch_rows: int,
-    fallback: str | None, select: str | None,
+    choices: Choices,
 ) -> Any:  # fmt: skip
     """The Ray Data pipeline: files to the workers, or the rows regrouped by series first."""
     workers = cluster.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cluster.cpus))
@@ -177,7 +176,7 @@ def _plan(
     options["ray_remote_args_fn"] = lambda: {"max_restarts": 0}  # a worker that dies fails the run (rerun it)
     if not regroup:
         items = ray.data.from_items([{"file": str(f)} for f in files], override_num_blocks=len(files))
-        args = (str(path), fallback, select, batch_rows)
+        args = (str(path), choices, batch_rows)
         with _no_deprecation_notes():
             return items.map_batches(_FilesForecaster, batch_size=1, fn_constructor_args=args, **options)
     d = predictor.ckpt.config.data
@@ -187,7 +186,7 @@ def _plan(
     grouped = rows.repartition(max(workers, len(files)), shuffle=True, keys=[d.series_id]).materialize()
     with _no_deprecation_notes():
         return grouped.map_batches(
-            _FrameForecaster, batch_size=None, fn_constructor_args=(str(path), fallback, select), **options
+            _FrameForecaster, batch_size=None, fn_constructor_args=(str(path), choices), **options
         )
 
 

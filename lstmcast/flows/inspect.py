@@ -39,6 +39,7 @@ def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Report
         "targets": ", ".join(ckpt.targets),
         "features": ", ".join(cfg.data.features) or "none",
         "frequency": ckpt.freq or "steps",
+        "times": _clock(ckpt),
         "training period": " … ".join(map(str, ckpt.train_period or ["?"])),
         "data period": " … ".join(map(str, ckpt.data_period or ["?"])),
         "series": 1 if ckpt.series is None else len(ckpt.series),
@@ -61,6 +62,13 @@ def inspect_checkpoint(ckpt_path: Path, data_path: Path | None, reporter: Report
     if data_path is not None:
         report["gates"] = _gate_report(ckpt, model, data_path, reporter)
     return report
+
+
+def _clock(ckpt: Checkpoint) -> str:
+    """The zone the training times were in, which predict holds data to (calendar features read that clock)."""
+    zone = {None: "not recorded" if ckpt.freq else "numbered steps", "": "without a UTC offset"}
+    told = zone.get(ckpt.time_zone, f"in {ckpt.time_zone}")
+    return told + ("" if ckpt.calendar else " (no calendar features: any clock serves)")
 
 
 def _gate_report(ckpt: Checkpoint, model: Forecaster, data_path: Path, reporter: Reporter) -> list[dict[str, float]]:

@@ -24,7 +24,7 @@ from lstmcast.data.frame import read_batches
 from lstmcast.data.panel import Panel
 from lstmcast.errors import ConfigError, DataError, OutputError, shown
 from lstmcast.forecast import partition, serve
-from lstmcast.forecast.partition import Forecast, Predictor
+from lstmcast.forecast.partition import Choices, Forecast, Predictor
 from lstmcast.learn.device import use_threads
 from lstmcast.model.checkpoint import Checkpoint
 from lstmcast.report import Reporter
@@ -60,6 +60,8 @@ class _Run:
     parts: list[Forecast] = field(default_factory=list)
     found: set[str] = field(default_factory=set)  # the --series found so far
     plotted: tuple[Panel, Forecast] | None = None
+    short: int = 0  # series shorter than the lookback
+    short_example: tuple[str | None, int] | None = None  # the first: its id and rows
 
     def batches(self, batch_rows: int) -> Iterator[Forecast]:
         """Each batch of whole series, read as in training, forecast."""
@@ -83,8 +85,18 @@ class _Run:
         last = int(made.labels.values[:, -1].max())
         self.last = last if self.last is None else max(self.last, last)
         self.parts.append(made if self.keep_tables else partition.served_only(made))
+        short = made.plan.why.get("short", [])
+        self.short += len(short)
+        if short and self.short_example is None:
+            self.short_example = (made.ids[short[0]], int(panel.lengths[short[0]]))
         if self.plotted is None:
             self.plotted = (panel, made)
+
+    def check_short(self) -> None:
+        """With predict.short_history error, most series shorter than the lookback refuse the run."""
+        if self.short_example is not None and self.predictor.choices.short_history == "error":
+            lookback = self.predictor.spec.lookback
+            serve.check_most_short(self.short, self.series, self.short_example, lookback, self.source)
 
     def check_found(self) -> None:
         """Every --series was in the data."""
@@ -102,8 +114,7 @@ def predict(
     only: list[str] | None = None,
     plot: Path | None = None,
     *,
-    fallback: str | None = None,
-    select: str | None = None,
+    choices: Choices | None = None,
     archive_flag: str | None = None,
     no_archive: bool = False,
     batch_rows: int = BATCH_ROWS,
@@ -111,12 +122,12 @@ def predict(
     """Forecast the horizon after each series' last row; write it (and the plot when asked); archive it.
 
     Every series gets a forecast: from the model, or from the baseline `serve` chooses
-    (`fallback`/`select` override the checkpoint's predict.fallback/train.select). The run is
+    (`choices` override the checkpoint's predict.fallback, train.select, predict.short_history). The run is
     recorded in the archive `archive.resolve` names unless `no_archive`.
     """
     check_targets(out_path if out_path is not None else Path(ckpt_path).parent / "forecast.csv", plot)  # before work
     with reporter.timed("load"):
-        predictor = Predictor.load(ckpt_path, fallback, select)  # its model_id: exactly the bytes loaded
+        predictor = Predictor.load(ckpt_path, choices or Choices())  # its model_id: exactly the bytes loaded
         store = archive_target(predictor.ckpt, archive_flag, no_archive)
         source, out_path = _bound(predictor, source, out_path)
     use_threads(predictor.ckpt.config.train)
@@ -137,6 +148,7 @@ def predict(
     with reporter.timed("write"), sinks.streamed(out, d.timestamp or "step", series_col) as write:
         for made in itertools.chain([first], batches):
             write(predictor.frame(made))
+        run.check_short()  # before the file is swapped in: a refused run writes nothing
     run.check_found()
     merged = partition.join(run.parts)
     _report(run, merged, reporter)

@@ -306,6 +306,7 @@ class _Run:
                 calendar=prep.calendar,
                 series=None if ids == [None] else [str(sid) for sid in ids],
                 **_periods(prep),
+                time_zone=calendar.zone_name(prep.panel),
                 metrics=scores,
                 selection=selection,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

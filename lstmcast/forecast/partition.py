@@ -55,24 +55,39 @@ class Forecast:
     table: np.ndarray  # (series, horizon, columns) in original units
     plan: serve.Plan
     unseen: list[str] = field(default_factory=list)  # series the scaler never saw (scaled by their own history)
+    notes: list[str] = field(default_factory=list)  # how the data was read (times converted to the model's zone)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """predict's flags over the checkpoint's settings (None: the checkpoint's): predict.fallback, train.select,
+    predict.short_history."""
+
+    fallback: str | None = None
+    select: str | None = None
+    short_history: str | None = None
+
+    def resolved(self, ckpt: Checkpoint) -> Choices:
+        p = ckpt.config.predict
+        return Choices(
+            self.fallback or p.fallback, self.select or ckpt.config.train.select, self.short_history or p.short_history
+        )
 
 
 @dataclass
 class Predictor:
-    """A checkpoint loaded once and predict's choices (`fallback`, `select`: None takes the checkpoint's)."""
+    """A checkpoint loaded once and predict's choices, resolved against it."""
 
     path: Path
     ckpt: Checkpoint
     model: Forecaster
-    fallback: str
-    select: str
+    choices: Choices
     model_id: str  # the hash of exactly the bytes loaded: a promote swapping the file meanwhile cannot rename it
 
     @classmethod
-    def load(cls, path: str | Path, fallback: str | None = None, select: str | None = None) -> Predictor:
+    def load(cls, path: str | Path, choices: Choices = Choices()) -> Predictor:
         ckpt, model_id = checkpoint.load_with_id(path)
-        fallback, select = fallback or ckpt.config.predict.fallback, select or ckpt.config.train.select
-        return cls(Path(path), ckpt, ckpt.forecaster(), fallback, select, model_id)
+        return cls(Path(path), ckpt, ckpt.forecaster(), choices.resolved(ckpt), model_id)
 
     @property
     def spec(self) -> ModelSpec:
@@ -97,9 +112,7 @@ class Predictor:
             yield panel, self.forecast(panel, None, source)
 
     def forecast(self, panel: Panel, reporter: Reporter | None = None, source: Any = "the data") -> Forecast:
-        return forecast(
-            self.ckpt, self.model, panel, reporter, fallback=self.fallback, select=self.select, source=source
-        )
+        return forecast(self.ckpt, self.model, panel, reporter, self.choices, source)
 
     def frame(self, made: Forecast) -> pd.DataFrame:
         """The forecast rows: [series id,] time label, one column per target (and quantile), forecaster."""
@@ -116,7 +129,8 @@ class Predictor:
 def served_only(made: Forecast) -> Forecast:
     """`made` without its values: who served which series (what a run's summary needs), not the forecasts."""
     labels = Labels(np.empty((len(made.ids), 0), np.int64), made.labels.unit, made.labels.tz, made.labels.name)
-    return Forecast(made.ids, labels, made.columns, np.empty((len(made.ids), 0, 0)), made.plan, made.unseen)
+    empty = np.empty((len(made.ids), 0, 0))
+    return Forecast(made.ids, labels, made.columns, empty, made.plan, made.unseen, made.notes)
 
 
 def join(parts: list[Forecast]) -> Forecast:
@@ -134,7 +148,8 @@ def join(parts: list[Forecast]) -> Forecast:
     first = parts[0].labels
     labels = Labels(np.concatenate([m.labels.values for m in parts]), first.unit, first.tz, first.name)
     table = np.concatenate([m.table for m in parts])
-    return Forecast(ids, labels, parts[0].columns, table, plan, [u for m in parts for u in m.unseen])
+    notes = list(dict.fromkeys(note for m in parts for note in m.notes))
+    return Forecast(ids, labels, parts[0].columns, table, plan, [u for m in parts for u in m.unseen], notes)
 
 
 def read_like_training(
@@ -150,6 +165,9 @@ def read_like_training(
     d = ckpt.config.data
     panel = read_data(d, source, freq=ckpt.freq or "auto", start=start, end=end, freq_from="the model's frequency")
     panel = only_series(panel, only, source)
+    panel, note = calendar.on_clock_of(panel, ckpt.time_zone, ckpt.calendar, source)
+    if note:
+        reporter.info(note)
     report_filled(panel, reporter, d.missing)
     return panel
 
@@ -204,21 +222,23 @@ def forecast(
     model: Forecaster,
     panel: Panel,
     reporter: Reporter | None,
-    *,
-    fallback: str,
-    select: str,
+    choices: Choices,
     source: Any,
 ) -> Forecast:
     """The horizon after each series' last row, by the forecaster `serve` chooses for it.
 
-    `fallback` (predict.fallback, not yet resolved) and `select` (train.select) come from the
-    checkpoint or the command line. With fallback `error`, a series the model cannot serve ends the run.
+    `choices` come from the checkpoint or the command line (predict.fallback not yet resolved). With fallback
+    `error`, a series the model cannot serve ends the run; with short_history `error`, so does a series the model
+    trained on arriving shorter than its lookback (or most series of the batch arriving so).
     """
     spec = model.spec
-    fallback = serve.fallback_for(ckpt, fallback)
-    plan = serve.plan(ckpt, spec, panel, fallback, select)
-    if fallback == "error":
+    panel, note = calendar.on_clock_of(panel, ckpt.time_zone, ckpt.calendar, source)
+    fallback = serve.fallback_for(ckpt, str(choices.fallback))
+    plan = serve.plan(ckpt, spec, panel, fallback, str(choices.select))
+    if fallback == "error":  # every series the model cannot serve, named
         serve.refuse(plan, panel, spec, source)
+    if choices.short_history == "error":
+        serve.check_history(ckpt, spec, panel, plan, source)
     labels = calendar.panel_labels(panel, spec.horizon)
     unseen: list[str] = []
 
@@ -229,13 +249,17 @@ def forecast(
         return _model_table(ckpt, model, sub, ds, Labels(labels.values[positions], labels.unit, labels.tz))
 
     table = serve.served_table(ckpt, spec, panel, plan, fallback, model_rows, source)
+    made = Forecast(list(panel.ids), labels, columns(ckpt), table, plan, unseen, [note] if note else [])
     if reporter is not None:
-        describe(Forecast(list(panel.ids), labels, columns(ckpt), table, plan, unseen), reporter, len(panel))
-    return Forecast(list(panel.ids), labels, columns(ckpt), table, plan, unseen)
+        describe(made, reporter, len(panel))
+    return made
 
 
 def describe(made: Forecast, reporter: Reporter, series: int) -> None:
-    """The log lines of a forecast: series scaled by their own history, and who a baseline served and why."""
+    """The log lines of a forecast: how its data was read, series scaled by their own history, and who a baseline
+    served and why."""
+    for note in made.notes:
+        reporter.info(note)
     if made.unseen:
         reporter.warning(
             f"{len(made.unseen)} series not seen in training (e.g. {shown(made.unseen[0])}) are scaled by their own "

@@ -3,7 +3,10 @@
 The model serves a series unless it cannot (shorter than window.lookback, unseen by a model that
 learned one vector per series, or a non-finite forecast: a *fallback*) or validation chose a
 baseline for it (train.select: best; a series training never saw follows validation's overall
-choice). A fallback uses predict.fallback: a baseline, or `error` to refuse the run. Baseline
+choice). A fallback uses predict.fallback: a baseline, or `error` to refuse the run. A series the
+model trained on arriving shorter than its lookback is refused unless predict.short_history says
+fallback (`check_history`); a series with less than one season of history gets naive, not a
+seasonal naive of a shorter period. Baseline
 quantiles are the point forecast plus the baseline's validation residual quantiles per horizon
 step, scaled to the series.
 """
@@ -84,6 +87,8 @@ def plan(ckpt: Checkpoint, spec: ModelSpec, panel: Panel, fallback: str, select:
         new = open_ & (where < 0) & (sel.overall(select) != "model")
         picked = open_ & (where >= 0) & (chosen != "model")
         names[new | picked], reason[new], reason[picked] = chosen[new | picked], "new", "selected"
+    # Less than one season of history: a "seasonal" naive would repeat a shorter period. Naive, named so.
+    names[(names == "seasonal_naive") & (panel.lengths < calendar.season_length(ckpt.freq))] = "naive"
     return Plan(names.tolist(), _why(reason))
 
 
@@ -92,6 +97,40 @@ def _why(reason: np.ndarray) -> dict[str, list[int]]:
     found = {r: np.flatnonzero(reason == r) for r in ("short", "unseen", "new", "selected")}
     found = {r: where for r, where in found.items() if len(where)}
     return {r: found[r].tolist() for r in sorted(found, key=lambda r: int(found[r][0]))}
+
+
+def check_history(ckpt: Checkpoint, spec: ModelSpec, panel: Panel, plan: Plan, source: object) -> None:
+    """predict.short_history: error — a series the model trained on arriving shorter than its lookback is a
+    truncated extract until the config says otherwise: one line naming rows received and rows needed. New
+    series may be short (they get the fallback), unless most of the run's series are (`check_most_short`)."""
+    short = np.asarray(plan.why.get("short", []), dtype=np.int64)
+    if not len(short):
+        return
+    known = short[pd.Index(ckpt.scaler.ids).get_indexer([panel.ids[i] for i in short]) >= 0]
+    if len(known):
+        sid, rows = panel.ids[int(known[0])], int(panel.lengths[int(known[0])])
+        who = "the series" if sid is None else f"series {shown(sid)}, a series the model trained on,"
+        raise DataError(
+            f"{source}: {who} has {rows} rows, but the model reads {spec.lookback} (window.lookback)"
+            + _truncated(spec.lookback)
+        )
+
+
+def check_most_short(short: int, total: int, example: tuple[object, int], need: int, source: object) -> None:
+    """predict.short_history: error — most of a run's series shorter than the lookback is a truncated extract
+    too, even of series the model never saw (`example`: the first one's id and rows)."""
+    if total > 1 and 2 * short > total:
+        raise DataError(
+            f"{source}: {short} of {total} series have fewer rows than the model reads (e.g. {shown(example[0])}: "
+            f"{example[1]} rows of the {need} needed, window.lookback)" + _truncated(need)
+        )
+
+
+def _truncated(need: int) -> str:
+    return (
+        f" — a truncated extract? Give every series at least {need} rows, or set predict.short_history: fallback "
+        "(predict --short-history fallback) to forecast such series by predict.fallback"
+    )
 
 
 def refuse(plan: Plan, panel: Panel, spec: ModelSpec, source: object) -> None:

@@ -31,7 +31,7 @@ from lstmcast.model.selection import Selection
 from lstmcast.vocabulary import FORECASTERS
 
 # Bump when the stored payload changes, and add the step from the previous version to UPGRADES.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 Weights = dict[str, torch.Tensor]
 
 
@@ -48,6 +48,7 @@ class Checkpoint:
     train_period: list[str] | None = None  # first and last training time (single series)
     data_period: list[str] | None = None
     test_start: str | None = None  # where evaluate's default period starts (single series)
+    time_zone: str | None = None  # the training times' zone: '' without offsets; None: no times, or before v4
     metrics: dict[str, Any] = field(default_factory=dict)
     selection: Selection | None = None  # validation scores per series (None: written before v3, or no validation)
     created_at: str = ""
@@ -106,6 +107,7 @@ class Checkpoint:
                 train_period=payload.get("train_period"),
                 data_period=payload.get("data_period"),
                 test_start=payload.get("test_start"),
+                time_zone=payload["time_zone"],
                 metrics=dict(payload.get("metrics") or {}),
                 selection=None if payload["selection"] is None else Selection.from_dict(payload["selection"]),
                 created_at=str(payload.get("created_at", "")),
@@ -197,7 +199,12 @@ def _v2_to_v3(p: dict[str, Any]) -> dict[str, Any]:
     return {**p, "config": config, "selection": None, "format_version": 3}
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(p: dict[str, Any]) -> dict[str, Any]:
+    """v4 records the training times' zone, so predict can refuse times on another clock; before: unknown."""
+    return {**p, "time_zone": None, "format_version": 4}
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def upgrade(payload: dict[str, Any], from_version: int) -> dict[str, Any]:
